@@ -1,0 +1,293 @@
+"""One load run from start to verdict: build the target, drive the schedule, watch the
+generator, serve live metrics, and produce the result, also when interrupted.
+
+The ``Run`` object is what a run's parts share (like Locust's ``Environment``): the
+scenario, the registry its metrics live in, the recorder, the state the live view reads.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Optional, TextIO
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from harness import __version__
+from harness.executor import ThreadExecutor
+from harness.live import LiveCollector, Progress, RunState
+from harness.recorder import Recorder
+from harness.resources import ResourceSampler
+from harness.scenario import Scenario
+from harness.targets import Target, build_target, flags_of
+from harness.thresholds import abort_due, evaluate, exit_code
+from harness.verdict import judge_generator
+
+__all__ = ["Run", "RunOptions", "RESULT_SCHEMA"]
+
+RESULT_SCHEMA = "harness.result/1"
+
+
+@dataclass
+class RunOptions:
+    """How to run (not what: that is the scenario)."""
+
+    metrics_port: Optional[int] = 0          # None: no /metrics; 0: a free port
+    metrics_addr: str = "127.0.0.1"
+    progress: str = "auto"                   # auto | tty | plain | off
+    lag_bound_ms: float = 5.0
+    cpu_bound_fraction: float = 0.9
+    warmup_calls: Optional[int] = None       # None: 2 for the embedded workloads, 0 otherwise
+    drop_after_s: Optional[float] = None     # None: the scenario's timeout
+    tracer_provider: Any = None
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+    install_signal_handlers: bool = True
+    on_started: Optional[Callable[["Run"], None]] = None
+
+
+class Run:
+    """A single run. ``execute()`` returns the result document (a JSON-ready dict)."""
+
+    def __init__(self, scenario: Scenario, options: Optional[RunOptions] = None,
+                 registry: Optional[CollectorRegistry] = None) -> None:
+        self.scenario = scenario
+        self.options = options or RunOptions()
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+        self.recorder: Optional[Recorder] = None
+        self.state = RunState(self.run_id, scenario.name, scenario.target, scenario.profile, scenario.duration)
+        self.metrics_url: Optional[str] = None
+        self.interrupted = False
+        self.aborted_by: List[str] = []
+        self._executor: Any = None
+        self._stop_requested = threading.Event()
+
+    # -- control ----------------------------------------------------------------------
+
+    def stop(self, reason: str = "interrupted") -> None:
+        """Stop scheduling; in-flight calls finish or time out; the result is still written."""
+        if reason == "interrupted":
+            self.interrupted = True
+        self._stop_requested.set()
+        if self._executor is not None:
+            self._executor.stop()
+
+    # -- the run ----------------------------------------------------------------------
+
+    def _build_target(self) -> Target:
+        sc = self.scenario
+        return build_target(sc.target, payload=sc.payload, mix=sc.mix, faults=sc.faults, seed=sc.seed,
+                            registry=self.registry, tracer_provider=self.options.tracer_provider)
+
+    def _warm_up(self, target: Target) -> None:
+        n = self.options.warmup_calls
+        if n is None:
+            n = 2 if self.scenario.target_kind == "short" else 0
+        if target.is_async:
+            return
+        for k in range(n):
+            for label in range(len(target.labels)):
+                _label, fn, args = target.dispatch(k * 1000 + label * 1000 // max(1, len(target.labels)))
+                try:
+                    fn(*args)
+                except Exception:
+                    pass  # a failing target fails in the run, where it is counted
+
+    def _make_executor(self, target: Target, recorder: Recorder):
+        sc = self.scenario
+        drop_after = self.options.drop_after_s
+        if sc.closed_loop:
+            from harness.users_executor import UsersExecutor
+
+            return UsersExecutor(sc.profile, target.dispatch, lambda: recorder, duration_s=sc.duration,
+                                 timeout_s=sc.timeout, flags_of=flags_of, seed=sc.seed)
+        schedule = sc.profile.arrivals()
+        if target.is_async or sc.executor.type == "asyncio":
+            if not target.is_async:
+                from harness.targets import TargetError
+
+                raise TargetError("executor.type: asyncio needs an `async def` target")
+            from harness.aio_executor import AsyncExecutor
+
+            return AsyncExecutor(schedule, target.dispatch, lambda: recorder,
+                                 max_in_flight=sc.executor.max_in_flight, timeout_s=sc.timeout,
+                                 drop_after_s=drop_after, flags_of=flags_of)
+        threads = max(1, min(sc.executor.threads, sc.executor.max_in_flight))
+        return ThreadExecutor(schedule, target.dispatch, lambda: recorder, threads=threads,
+                              timeout_s=sc.timeout, drop_after_s=drop_after, flags_of=flags_of)
+
+    def execute(self) -> Dict[str, Any]:
+        opts = self.options
+        started_wall = datetime.now(timezone.utc)
+        fleet = None
+        if self.scenario.executor.workers > 1 or self.scenario.executor.type == "processes":
+            from harness.processes import ProcessFleet, RecorderView
+
+            if self.scenario.closed_loop:
+                from harness.targets import TargetError
+
+                raise TargetError("executor.workers: closed-loop users run in one process; use --workers 1")
+            target = None
+            fleet = ProcessFleet(self.scenario, warmup_calls=opts.warmup_calls)
+            fleet.start()
+            t0 = time.perf_counter_ns() + 100_000_000  # the children need a moment to see t0
+            recorder = fleet.view = RecorderView(t0)
+            executor = self._executor = fleet
+        else:
+            target = self._build_target()
+            self._warm_up(target)
+            t0 = time.perf_counter_ns() + 20_000_000  # a moment to start the threads before request 0
+            recorder = Recorder(origin_ns=t0)
+            executor = self._executor = self._make_executor(target, recorder)
+        self.recorder = recorder
+        self.state.t0_ns = t0
+        self.state.in_flight = executor.in_flight
+        self.state.lag_counts = executor.lag_counts
+
+        server = None
+        if opts.metrics_port is not None:
+            from instrumentation import serve_metrics
+
+            self.registry.register(LiveCollector(recorder, self.state))
+            if not self._has_process_collector():
+                ProcessCollector(registry=self.registry)  # RSS and CPU, for the memory-growth alert
+            server = serve_metrics(opts.metrics_port, opts.metrics_addr, self.registry)
+            self.metrics_url = server.url
+        resources = ResourceSampler(extra_pids=fleet.pids if fleet is not None else ()).start()
+        progress = Progress(recorder, self.state, stream=opts.stream, mode=opts.progress).start()
+
+        previous_handlers = {}
+        if opts.install_signal_handlers and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous_handlers[sig] = signal.signal(sig, lambda *_: self.stop("interrupted"))
+        abort_watch = threading.Thread(target=self._watch_aborts, name="lbh-abort-watch", daemon=True)
+        if opts.on_started is not None:
+            opts.on_started(self)
+        if self._stop_requested.is_set():
+            executor.stop()
+        try:
+            abort_watch.start()
+            outcome: Dict[str, Any] = {}
+
+            def drive() -> None:
+                try:
+                    outcome["recorders"] = executor.run(t0)
+                except BaseException as exc:  # surfaced below, after the cleanup
+                    outcome["error"] = exc
+
+            runner = threading.Thread(target=drive, name="lbh-executor", daemon=True)
+            runner.start()
+            while runner.is_alive():  # join in slices so signals reach the main thread
+                runner.join(0.2)
+            if "error" in outcome:
+                raise outcome["error"]
+        finally:
+            self.state.finished = True
+            progress.stop()
+            resources.stop()
+            for sig, h in previous_handlers.items():
+                signal.signal(sig, h)
+            if server is not None:
+                server.close()
+            if target is not None:
+                target.close()
+        if fleet is not None:
+            recorder = Recorder(origin_ns=t0)
+            for part in outcome.get("recorders", []):
+                recorder.merge(part)
+            self.recorder = recorder
+        finished_wall = datetime.now(timezone.utc)
+        elapsed = (time.perf_counter_ns() - t0) / 1e9
+        return self._result(recorder, executor, resources, started_wall, finished_wall, elapsed)
+
+    def _has_process_collector(self) -> bool:
+        return "process_resident_memory_bytes" in getattr(self.registry, "_names_to_collectors", {})
+
+    def _watch_aborts(self) -> None:
+        """Evaluate ``abortOnFail`` thresholds every second while the run goes on."""
+        ths = [t for t in self.scenario.parsed_thresholds if t.abort_on_fail]
+        if not ths:
+            return
+        while not self._stop_requested.wait(1.0) and not self.state.finished:
+            rec = self.recorder
+            if rec is None:
+                continue
+            failing = abort_due(evaluate(ths, rec.threshold_source(max(self.state.elapsed_s(), 1e-9))),
+                                self.state.elapsed_s())
+            if failing:
+                self.aborted_by = [f"{r.threshold.metric} {r.threshold.expression}" for r in failing]
+                self.stop("aborted")
+                return
+
+    def _result(self, recorder: Recorder, executor: Any, resources: ResourceSampler,
+                started: datetime, finished: datetime, elapsed: float) -> Dict[str, Any]:
+        sc = self.scenario
+        duration = min(elapsed, sc.duration) if self.interrupted or self.aborted_by else sc.duration
+        results = evaluate(list(sc.parsed_thresholds), recorder.threshold_source(max(duration, 1e-9)))
+        res_summary = resources.summary()
+        health = judge_generator(
+            executor.schedule_lag_percentile,
+            cpu_percent_mean=res_summary["process_cpu_percent_mean"],
+            cpu_count=res_summary["cpu_count"],
+            lag_bound_ms=self.options.lag_bound_ms,
+            cpu_bound_fraction=self.options.cpu_bound_fraction,
+            samples=res_summary["samples"],
+        )
+        code = exit_code(results, invalid=not health.valid, interrupted=self.interrupted)
+        if self.aborted_by and code == 0:
+            code = 99
+        status = "interrupted" if self.interrupted else ("aborted" if self.aborted_by else "completed")
+        return {
+            "schema": RESULT_SCHEMA,
+            "run_id": self.run_id,
+            "status": status,
+            "started_at": started.isoformat(),
+            "finished_at": finished.isoformat(),
+            "elapsed_s": round(elapsed, 3),
+            "scenario": sc.to_dict(),
+            "scenario_sources": dict(sc.sources),
+            "environment": _environment(),
+            "metrics_url": self.metrics_url,
+            "summary": recorder.summary(),
+            "timeseries": recorder.windows(),
+            "resources": {"summary": res_summary, "samples": resources.samples},
+            "generator": {**health.to_dict(), "abandoned_calls": executor.abandoned,
+                          "worker_processes": self.scenario.executor.workers,
+                          "worker_errors": list(getattr(executor, "errors", [])),
+                          "closed_loop": sc.closed_loop,
+                          "schedule_lag_samples": executor.schedule_lag_samples()},
+            "thresholds": [r.to_dict() for r in results],
+            "verdict": {
+                "passed": code == 0,
+                "exit_code": code,
+                "thresholds_passed": all(r.ok for r in results),
+                "valid": health.valid,
+                "aborted_by": self.aborted_by,
+            },
+            "histograms": recorder.encode(),
+        }
+
+
+def _environment() -> Dict[str, Any]:
+    env: Dict[str, Any] = {
+        "harness_version": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "pid": os.getpid(),
+    }
+    for mod in ("torch", "numpy", "prometheus_client"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            env[f"{mod}_version"] = getattr(m, "__version__", None)
+    return env

@@ -1,0 +1,104 @@
+"""The end-of-run terminal summary and writing the JSON result (atomically)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List
+
+__all__ = ["format_summary", "write_result"]
+
+
+def _ms(v: Any) -> str:
+    return "-" if v is None else (f"{v:.2f}" if v < 100 else f"{v:.1f}")
+
+
+def format_summary(result: Dict[str, Any], result_path: str | None = None) -> str:
+    """k6-like: per target the three histograms, outcomes and rates, then thresholds,
+    the generator's self-check and the verdict."""
+    lines: List[str] = []
+    sc = result["scenario"]
+    lines.append(f"run {result['run_id']}  scenario {sc['name']}  target {sc['target']}  "
+                 f"status {result['status']}  elapsed {result['elapsed_s']:.1f}s")
+    summ = result["summary"]
+    blocks = list(summ["targets"].items())
+    if len(blocks) > 1:
+        blocks.append(("all", summ["all"]))
+    head = f"  {'':<14}{'p50':>9}{'p90':>9}{'p95':>9}{'p99':>9}{'p99.9':>9}{'max':>9}  ms"
+    for name, t in blocks:
+        o = t["outcomes"]
+        lines.append(f"\n{name}: {t['count']} requests  ok {o['ok']}  error {o['error']}  "
+                     f"timeout {o['timeout']}  dropped {o['dropped']}")
+        lines.append(head)
+        for metric, label in (("latency", "latency*"), ("service_time", "service time"), ("lag", "lag")):
+            s = t[metric]
+            lines.append(f"  {label:<14}" + "".join(f"{_ms(s.get(k)):>9}" for k in
+                                                   ("p50", "p90", "p95", "p99", "p99.9", "max")))
+        rates = []
+        for key in ("error_rate", "timeout_rate", "dropped_rate", "cache_hit_rate", "fallback_rate"):
+            if t.get(key) is not None:
+                rates.append(f"{key} {t[key]:.2%}")
+        if rates:
+            lines.append("  " + "  ".join(rates))
+        if t.get("errors"):
+            lines.append("  errors: " + ", ".join(f"{k} {v}" for k, v in sorted(t["errors"].items())))
+    lines.append("  (* latency is measured from each request's intended start: stalls are not hidden)")
+    if result["thresholds"]:
+        lines.append("\nthresholds:")
+        for th in result["thresholds"]:
+            mark = "PASS" if th["ok"] else "FAIL"
+            obs = "no data" if th["observed"] is None else f"{th['observed']:.4g}"
+            lines.append(f"  {mark}  {th['metric']}: {th['expression']}  (observed {obs})")
+    g = result["generator"]
+    lines.append(f"\ngenerator: schedule lag p50 {_ms(g['schedule_lag_p50_ms'])} ms, p99 "
+                 f"{_ms(g['schedule_lag_p99_ms'])} ms (bound {g['lag_bound_ms']:g} ms); process CPU "
+                 f"{g['cpu_percent_mean']:.0f} % of {g['cpu_count']} core(s)")
+    if g.get("closed_loop"):
+        lines.append("  closed-loop virtual users: latency is measured from actual start (coordinated omission applies)")
+    for reason in g["reasons"]:
+        lines.append(f"  INVALID: {reason}")
+    v = result["verdict"]
+    if v.get("aborted_by"):
+        lines.append(f"aborted by threshold(s): {', '.join(v['aborted_by'])}")
+    word = {0: "PASSED", 98: "INVALID RUN", 99: "THRESHOLDS FAILED", 105: "INTERRUPTED"}.get(v["exit_code"], "FAILED")
+    lines.append(f"\nverdict: {word} (exit {v['exit_code']})")
+    if result_path:
+        lines.append(f"result: {result_path}")
+    return "\n".join(lines)
+
+
+def write_result(result: Dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``result`` as JSON via a temporary file and rename, so a crash or a second
+    Ctrl-C never leaves half a file where a result was expected."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(result, f, indent=1, default=_jsonable)
+            f.write("\n")
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
+
+
+def _jsonable(o: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:
+        pass
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    return str(o)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One idempotent setup for `make demo` and `make test`: a virtual environment with the
+# project installed, and Prometheus + Alertmanager from Debian when we may install them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+
+need_bins=()
+command -v prometheus >/dev/null 2>&1 || need_bins+=(prometheus)
+command -v promtool >/dev/null 2>&1 || need_bins+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 || need_bins+=(prometheus-alertmanager)
+command -v amtool >/dev/null 2>&1 || need_bins+=(prometheus-alertmanager)
+if ((${#need_bins[@]})); then
+  pkgs=$(printf '%s\n' "${need_bins[@]}" | sort -u | tr '\n' ' ')
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian packages: $pkgs"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+  else
+    echo "setup: Prometheus/Alertmanager binaries missing ($pkgs)."
+    echo "       Install them (Debian/Ubuntu: sudo apt-get install --no-install-recommends $pkgs;"
+    echo "       elsewhere: the release tarballs from prometheus.io) and put them on PATH."
+    echo "       The harness runs without them; the live alert stack and its tests need them."
+  fi
+fi
+
+stamp="$VENV/.installed"
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [[ -x $VENV/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+  exit 0
+fi
+echo "setup: creating $VENV and installing the project (torch==2.13.0 CPU first)"
+[[ -x $VENV/bin/python ]] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+# torch first, pinned: any other spec may pull a multi-GB CUDA build.
+"$VENV/bin/python" -m pip install -q "torch==2.13.0"
+"$VENV/bin/python" -m pip install -q -e ".[test]"
+echo "$want" > "$stamp"
+echo "setup: done ($VENV)"

@@ -1,0 +1,39 @@
+"""Shared fixtures. Under CI=true a missing binary or package fails the run, never skips."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_binary(name: str, package: str) -> str:
+    """Path of ``name``; a failure under CI, a skip (with the install line) elsewhere."""
+    path = shutil.which(name)
+    if path:
+        return path
+    msg = f"{name} not found on PATH; install it: apt-get install -y --no-install-recommends {package}"
+    if IN_CI:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()

@@ -1,0 +1,165 @@
+"""The open-loop executors: latency from intended start, timeouts, drops, stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from harness import profiles
+from harness.aio_executor import AsyncExecutor
+from harness.executor import ThreadExecutor, lag_percentile
+from harness.recorder import Recorder
+from harness.verdict import judge_generator
+
+
+class ListRecorder:
+    """Keeps every record: the tests need per-request times, not histograms."""
+
+    def __init__(self) -> None:
+        self.rows = []
+        self._lock = threading.Lock()
+
+    def record(self, target, outcome, intended, start, end, error_type=None, flags=0):
+        with self._lock:
+            self.rows.append((target, outcome, intended, start, end, error_type, flags))
+
+
+def run_threads(profile, fn, *, threads, timeout_s=5.0, drop_after_s=None, sleep=time.sleep):
+    rec = ListRecorder()
+    ex = ThreadExecutor(profile.arrivals(), lambda k: ("t", fn, ()), lambda: rec, threads=threads,
+                        timeout_s=timeout_s, drop_after_s=drop_after_s, sleep=sleep)
+    t0 = time.perf_counter_ns() + 5_000_000
+    ex.run(t0)
+    return ex, rec.rows, t0
+
+
+def test_coordinated_omission_stall_shows_in_latency_not_service_time():
+    rate, block_s, block_at = 100.0, 0.5, 0.5
+    started = {}
+
+    def target():
+        now = time.perf_counter_ns()
+        if not started:
+            started["t"] = now
+        if "blocked" not in started and now - started["t"] >= block_at * 1e9:
+            started["blocked"] = now
+            time.sleep(block_s)
+
+    ex, rows, t0 = run_threads(profiles.constant(rate, 2.0), target, threads=1)
+    assert len(rows) == 200 and all(r[1] == "ok" for r in rows)
+    block_start = started["blocked"]
+    block_end = block_start + int(block_s * 1e9)
+    during = [r for r in rows if block_start < r[2] < block_end]
+    assert len(during) >= 45  # ~50 requests were intended while the target was frozen
+    for _, _, intended, start, end, _, _ in during:
+        latency = end - intended
+        assert latency >= (block_end - intended) - 2_000_000, "latency must include the rest of the stall"
+        assert end - start < 50_000_000, "service time stays small"
+    # the blocked request itself: service time is the block
+    blocked = [r for r in rows if r[4] - r[3] >= block_s * 1e9 * 0.95]
+    assert len(blocked) == 1
+
+
+def test_timeout_is_recorded_at_the_deadline_and_the_run_does_not_wait():
+    calls = []
+
+    def target():
+        calls.append(1)
+        if len(calls) == 3:
+            time.sleep(3.0)  # one call hangs far past the timeout
+
+    t_start = time.monotonic()
+    ex, rows, t0 = run_threads(profiles.constant(20.0, 1.0), target, threads=2, timeout_s=0.2)
+    assert time.monotonic() - t_start < 2.5  # did not wait for the hung call
+    outcomes = [r[1] for r in rows]
+    assert outcomes.count("timeout") == 1
+    assert outcomes.count("ok") == 19
+    (to,) = [r for r in rows if r[1] == "timeout"]
+    assert to[4] - to[3] == 200_000_000  # end = start + timeout exactly
+    assert ex.abandoned == 1
+
+
+def test_requests_that_cannot_start_in_time_are_dropped_and_counted():
+    # one worker, 50 ms per call, 100 requests/s: the backlog grows; past 0.2 s late a
+    # request is dropped, never silently skipped
+    ex, rows, t0 = run_threads(profiles.constant(100.0, 1.0), lambda: time.sleep(0.05), threads=1,
+                               drop_after_s=0.2)
+    assert len(rows) == 100  # every scheduled request is accounted for
+    dropped = [r for r in rows if r[1] == "dropped"]
+    ok = [r for r in rows if r[1] == "ok"]
+    assert dropped and ok
+    for r in dropped:
+        assert r[3] is None and r[4] - r[2] > 200_000_000  # latency = the wait until dropped
+
+
+def test_errors_are_outcomes_with_their_type():
+    n = {"k": 0}
+
+    def target():
+        n["k"] += 1
+        if n["k"] % 4 == 0:
+            raise KeyError("x")
+
+    ex, rows, t0 = run_threads(profiles.constant(40.0, 1.0), target, threads=1)
+    errors = [r for r in rows if r[1] == "error"]
+    assert len(errors) == 10 and {r[5] for r in errors} == {"KeyError"}
+
+
+def test_stop_ends_the_run_early_and_keeps_what_was_recorded():
+    rec = Recorder()
+    ex = ThreadExecutor(profiles.constant(50.0, 30.0).arrivals(), lambda k: ("t", lambda: None, ()),
+                        lambda: rec, threads=4, timeout_s=1.0)
+    threading.Timer(0.5, ex.stop).start()
+    t_start = time.monotonic()
+    ex.run()
+    assert time.monotonic() - t_start < 3.0
+    n = sum(rec.counts().values())
+    assert 10 <= n <= 40
+
+
+def test_schedule_lag_counts_generator_lateness_only():
+    # a sleep that oversleeps by 8 ms makes the generator late: p99 must exceed 5 ms
+    def late_sleep(s):
+        time.sleep(s + 0.008)
+
+    ex, rows, t0 = run_threads(profiles.constant(50.0, 1.0), lambda: None, threads=4, sleep=late_sleep)
+    p99 = ex.schedule_lag_percentile(99)
+    assert p99 is not None and p99 > 5.0
+    health = judge_generator(ex.schedule_lag_percentile, cpu_percent_mean=1.0, cpu_count=2)
+    assert not health.valid and "schedule lag" in health.reasons[0]
+    # a busy target (all workers occupied) is not the generator's fault
+    ex2, rows2, _ = run_threads(profiles.constant(100.0, 1.0), lambda: time.sleep(0.03), threads=1)
+    assert ex2.schedule_lag_samples() < len(rows2) / 2
+
+
+def test_lag_percentile_uses_bucket_upper_edges():
+    counts = [0] * 10
+    counts[0], counts[9] = 99, 1
+    assert lag_percentile(counts, 50) == pytest.approx(0.05)
+    assert lag_percentile(counts, 99.5) == pytest.approx(0.5)
+    assert lag_percentile([0, 0], 99) is None
+
+
+def test_async_executor_open_loop_and_timeouts():
+    import asyncio
+
+    rec = ListRecorder()
+    state = {"n": 0}
+
+    async def target():
+        state["n"] += 1
+        await asyncio.sleep(1.0 if state["n"] == 5 else 0.002)
+        return {"cache_hit": True}
+
+    from harness.targets import flags_of
+
+    ex = AsyncExecutor(profiles.constant(50.0, 1.0).arrivals(), lambda k: ("a", target, ()), lambda: rec,
+                       max_in_flight=16, timeout_s=0.1, flags_of=flags_of)
+    t = time.monotonic()
+    ex.run()
+    assert time.monotonic() - t < 2.0
+    outcomes = [r[1] for r in rec.rows]
+    assert outcomes.count("timeout") == 1 and outcomes.count("ok") == 49
+    assert all(r[6] == 1 for r in rec.rows if r[1] == "ok")

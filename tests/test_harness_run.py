@@ -1,0 +1,150 @@
+"""``harness run`` end to end: verdicts and exit codes, the result file, live metrics,
+interruption, and --workers giving the same counts as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness.cli import main
+from harness.runner import Run, RunOptions
+from harness.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def run_cli(tmp_path, *args, timeout=120):
+    out = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--progress", "plain", "--out", str(out), *args],
+                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=timeout)
+    result = json.loads(out.read_text()) if out.exists() else None
+    return proc, result
+
+
+def test_default_scenario_passes_and_writes_the_result(tmp_path):
+    proc, result = run_cli(tmp_path, "--duration", "3s")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert result["schema"] == "harness.result/1" and result["status"] == "completed"
+    feats = result["summary"]["targets"]["features"]
+    assert feats["count"] == 60 and feats["outcomes"]["ok"] == 60
+    for metric in ("latency", "service_time", "lag"):
+        assert feats[metric]["p95"] is not None
+    assert {t["expression"] for t in result["thresholds"]} >= {"p(95)<100ms", "p(99)<200ms", "rate<0.01"}
+    assert result["verdict"] == {**result["verdict"], "passed": True, "exit_code": 0}
+    assert result["histograms"]["format"].startswith("harness.recorder")
+    assert len(result["timeseries"]) >= 3 and result["resources"]["samples"]
+    assert "verdict: PASSED" in proc.stdout and "latency*" in proc.stdout
+    # progress fell back to plain lines (stderr is not a terminal here)
+    assert "[default]" in proc.stderr
+
+
+def test_failed_threshold_exits_99(tmp_path):
+    proc, result = run_cli(tmp_path, "--target", "targets_for_tests:sleep_ms", "--payload",
+                           "targets_for_tests:ordinal_payload", "--duration", "1s", "--rate", "20",
+                           "--threshold", "latency=p(95)<1ms", "--set", "name=slow")
+    # sleep_ms(k) sleeps k ms: request 19 takes 19 ms, so p95 is far above 1 ms
+    assert proc.returncode == 99, proc.stderr
+    assert result["verdict"]["thresholds_passed"] is False
+    assert "FAIL  latency: p(95)<1ms" in proc.stdout
+
+
+def test_bad_scenario_is_a_usage_error_naming_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nprofile: {type: constant, rate: -5}\ndurration: 10s\n")
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(bad)], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "profile.rate" in proc.stderr and "durration" in proc.stderr and "did you mean" in proc.stderr
+
+
+def test_unknown_target_is_a_usage_error(tmp_path):
+    proc, result = run_cli(tmp_path, "--target", "no_such_module:fn", "--duration", "1s")
+    assert proc.returncode == 2 and "no_such_module" in proc.stderr and result is None
+
+
+def test_sigint_writes_a_partial_result_marked_interrupted(tmp_path):
+    out = tmp_path / "partial.json"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--target", "targets_for_tests:noop",
+                             "--duration", "60s", "--rate", "50", "--out", str(out), "--progress", "off"],
+                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 105, stderr
+    result = json.loads(out.read_text())
+    assert result["status"] == "interrupted"
+    n = result["summary"]["all"]["count"]
+    assert 30 <= n <= 200  # what ran before Ctrl-C is all there
+    assert "INTERRUPTED" in stdout
+
+
+def test_live_metrics_expose_harness_and_workload_series(tmp_path):
+    scenario = load_scenario(None, {"duration": "4s", "profile.rate": 20}, env={})
+    scraped = {}
+
+    def scrape(run):
+        def later():
+            time.sleep(2.0)
+            with urllib.request.urlopen(run.metrics_url, timeout=5) as resp:
+                scraped["text"] = resp.read().decode()
+        threading.Thread(target=later, daemon=True).start()
+
+    result = Run(scenario, RunOptions(progress="off", on_started=scrape)).execute()
+    assert result["verdict"]["exit_code"] == 0
+    fams = {f.name: f for f in text_string_to_metric_families(scraped["text"])}
+    assert "lbh_harness_latency_seconds" in fams and "lbh_harness_service_time_seconds" in fams
+    assert "lbh_harness_schedule_lag_seconds" in fams and "lbh_harness_generator_lag_seconds" in fams
+    info = fams["lbh_harness_run_info"].samples[0].labels
+    assert info["scenario"] == "default" and info["target"] == "features"
+    assert fams["lbh_harness_intended_rate"].samples[0].value == pytest.approx(20.0)
+    ok_count = [s.value for s in fams["lbh_harness_latency_seconds"].samples
+                if s.name.endswith("_count") and s.labels["outcome"] == "ok"]
+    assert ok_count and 20 <= ok_count[0] <= 60
+    # the in-process workloads report on the same endpoint
+    assert "lbh_operation_duration_seconds" in fams
+    assert "process_resident_memory_bytes" in fams
+
+
+def test_workers_2_gives_the_same_counts_as_one_process(tmp_path):
+    base = ["--target", "targets_for_tests:noop", "--duration", "2s", "--rate", "100", "--no-metrics"]
+    p1, r1 = run_cli(tmp_path, *base)
+    (tmp_path / "w2").mkdir()
+    p2, r2 = run_cli(tmp_path / "w2", *base, "--workers", "2")
+    assert p1.returncode == 0 and p2.returncode == 0, p2.stderr
+    assert r1["summary"]["all"]["outcomes"] == r2["summary"]["all"]["outcomes"] == {
+        "ok": 200, "error": 0, "timeout": 0, "dropped": 0}
+    assert r2["generator"]["worker_processes"] == 2
+    # per-second intended counts agree too (each worker took every other ordinal)
+    assert [w["intended"] for w in r1["timeseries"]] == [w["intended"] for w in r2["timeseries"]]
+
+
+def test_closed_loop_users(tmp_path):
+    proc, result = run_cli(tmp_path, "--target", "targets_for_tests:noop", "--profile", "users", "--vus", "3",
+                           "--set", "profile.think_time=0.1", "--duration", "1s", "--no-metrics")
+    assert proc.returncode == 0, proc.stderr
+    n = result["summary"]["all"]["count"]
+    assert 15 <= n <= 33  # 3 users x ~10 iterations
+    assert result["generator"]["closed_loop"] is True
+    assert "coordinated omission applies" in proc.stdout
+
+
+def test_async_target_runs_on_the_event_loop(tmp_path):
+    proc, result = run_cli(tmp_path, "--target", "targets_for_tests:async_sleep_ms", "--duration", "1s",
+                           "--rate", "50", "--no-metrics")
+    assert proc.returncode == 0, proc.stderr
+    assert result["summary"]["all"]["outcomes"]["ok"] == 50
+
+
+def test_main_without_command_is_usage():
+    assert main([]) == 2

@@ -83,9 +83,11 @@ class ResourceSampler:
         if self._thread is not None:
             self._thread.join(timeout=2)
         self.sample()
+        self._cpu_seconds = self.cpu_seconds()
+        self._wall_seconds = self._clock() - self._t0
 
     def cpu_seconds(self) -> float:
-        """Process CPU seconds (user + system) since ``start()``."""
+        """This process's CPU seconds (user + system) since ``start()`` (workers excluded)."""
         now = self._proc.cpu_times()
         return (now.user + now.system) - (self._cpu_t0.user + self._cpu_t0.system)
 
@@ -100,4 +102,6 @@ class ResourceSampler:
             "process_rss_bytes_first": rss[0],
             "process_rss_bytes_last": rss[-1],
             "samples": len(self.samples),
+            "process_cpu_seconds": getattr(self, "_cpu_seconds", None),
+            "wall_seconds": getattr(self, "_wall_seconds", None),
         }

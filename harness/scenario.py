@@ -52,7 +52,7 @@ __all__ = [
     "default_scenario",
 ]
 
-SHORT_TARGETS: tuple[str, ...] = ("features", "env-step", "risk-var", "mixed")
+SHORT_TARGETS: tuple[str, ...] = ("features", "env-step", "risk-var", "mixed", "noop")
 EXECUTOR_TYPES: tuple[str, ...] = ("threads", "processes", "asyncio")
 ENV_PREFIX = "HARNESS_"
 

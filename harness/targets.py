@@ -39,6 +39,10 @@ class Target:
     close: Callable[[], None] = field(default=lambda: None)
 
 
+def _noop() -> None:
+    return None
+
+
 def flags_of(result: Any) -> int:
     """Cache-hit / fallback bits from a workload result (attributes or mapping keys)."""
     if result is None:
@@ -192,6 +196,8 @@ def build_target(
             raise TargetError("faults: only the embedded workloads take faults; "
                               f"target {name!r} is your own function")
         return _function_target(name, payload)
+    if name == "noop":  # measures the generator itself (like pointing wrk at nothing)
+        return Target("noop", ("noop",), lambda k: ("noop", _noop, ()))
     if name.startswith(("http://", "https://")):
         raise TargetError(f"target: HTTP targets ({name!r}) are not supported by this version yet")
     w = _Workloads(faults, seed, registry, tracer_provider)
@@ -200,7 +206,7 @@ def build_target(
         return makers[name]()
     if name != "mixed":
         raise TargetError(f"target: unknown {name!r}; expected one of features, env-step, risk-var, mixed, "
-                          "or module:function")
+                          "noop, or module:function")
     weights = dict(mix or DEFAULT_MIX)
     unknown = sorted(set(weights) - set(makers))
     if unknown:

@@ -17,6 +17,14 @@ from harness.executor import LAG_BUCKET_NS, LAG_BUCKETS, Dispatch, Request, lag_
 __all__ = ["AsyncExecutor"]
 
 
+def _error_name(exc: BaseException) -> str:
+    """``HTTP 503`` for HTTP answers, else the exception type (a bounded label set)."""
+    status = getattr(exc, "status", None)
+    if type(exc).__name__ == "HttpError" and isinstance(status, int):
+        return f"HTTP {status}"
+    return type(exc).__name__
+
+
 class AsyncExecutor:
     """Runs a schedule of async calls; same public surface as ``ThreadExecutor``."""
 
@@ -31,6 +39,8 @@ class AsyncExecutor:
         drop_after_s: Optional[float] = None,
         flags_of: Optional[Callable[[Any], int]] = None,
         clock: Callable[[], int] = time.perf_counter_ns,
+        aopen: Optional[Callable[[], Any]] = None,
+        aclose: Optional[Callable[[], Any]] = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"executor.max_in_flight: must be >= 1, got {max_in_flight}")
@@ -50,6 +60,8 @@ class AsyncExecutor:
         self._stop_event: Optional[asyncio.Event] = None
         self.abandoned = 0
         self.t0_ns = 0
+        self._aopen = aopen
+        self._aclose = aclose
 
     def stop(self) -> None:
         self._stopping = True
@@ -92,7 +104,7 @@ class AsyncExecutor:
                 self._rec.record(label, "timeout", intended, start, start + int(self.timeout_s * 1e9))
                 return
             except Exception as exc:
-                self._rec.record(label, "error", intended, start, clock(), type(exc).__name__)
+                self._rec.record(label, "error", intended, start, clock(), _error_name(exc))
                 return
             finally:
                 self._in_flight -= 1
@@ -100,6 +112,15 @@ class AsyncExecutor:
             self._rec.record(label, "ok", intended, start, end, None, self._flags_of(result) if self._flags_of else 0)
 
     async def _main(self) -> None:
+        if self._aopen is not None:
+            await self._aopen()
+        try:
+            await self._schedule_all()
+        finally:
+            if self._aclose is not None:
+                await self._aclose()
+
+    async def _schedule_all(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         sem = asyncio.Semaphore(self.max_in_flight)

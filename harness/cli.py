@@ -68,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--progress", choices=("auto", "tty", "plain", "off"), default="auto")
     o.add_argument("--lag-bound-ms", type=float, default=5.0, help="schedule-lag p99 above which the run is invalid")
     o.add_argument("--quiet", "-q", action="store_true", help="no summary on stdout")
+    st = run.add_argument_group("Prometheus stack (alerts evaluated by the real rules on this run)")
+    st.add_argument("--stack", choices=("none", "local", "auto", "external"), default="none",
+                    help="local: start Prometheus + Alertmanager from PATH for this run; auto: local when "
+                         "the binaries are installed; external: ask --prometheus-url")
+    st.add_argument("--prometheus-url", help="an existing Prometheus that scrapes this run (with --stack external)")
+    st.add_argument("--prometheus-job", default="harness", help="its job label for the harness's /metrics")
+
+    stack = sub.add_parser("stack", help="the local Prometheus + Alertmanager on their own")
+    stack_sub = stack.add_subparsers(dest="stack_command")
+    up = stack_sub.add_parser("up", help="start them with the project's rules, print the URLs, wait for Ctrl-C")
+    up.add_argument("--scrape", action="append", default=[], metavar="[JOB=]HOST:PORT",
+                    help="a /metrics endpoint to scrape (repeatable), e.g. service=127.0.0.1:8000")
 
     val = sub.add_parser("validate", help="check a scenario file and print it normalised")
     val.add_argument("scenario", nargs="?")
@@ -112,17 +124,39 @@ def _load(args: argparse.Namespace):
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.runner import Run, RunOptions
     from harness.summary import format_summary, write_result
+    from harness.stack import StackError
     from harness.targets import TargetError
 
     scenario = _load(args)
     if scenario is None:
         return EXIT_USAGE
     out = args.out or str(Path("results") / f"{scenario.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+    from harness.stack import find_binaries, missing_binaries_message
+
+    stack_mode = args.stack
+    if stack_mode == "auto":
+        stack_mode = "none" if missing_binaries_message(find_binaries()) else "local"
+        if stack_mode == "none":
+            print("harness: Prometheus/Alertmanager not installed: running without the alert stack "
+                  "(install prometheus and prometheus-alertmanager to see alerts evaluated)", file=sys.stderr)
+    if stack_mode == "local":
+        msg = missing_binaries_message(find_binaries())
+        if msg:
+            print(f"harness: {msg}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.no_metrics:
+            print("harness: --stack local scrapes the harness's /metrics: drop --no-metrics", file=sys.stderr)
+            return EXIT_USAGE
+    if stack_mode == "external" and not args.prometheus_url:
+        print("harness: --stack external needs --prometheus-url", file=sys.stderr)
+        return EXIT_USAGE
     opts = RunOptions(metrics_port=None if args.no_metrics else args.metrics_port, metrics_addr=args.metrics_addr,
-                      progress=args.progress, lag_bound_ms=args.lag_bound_ms,
+                      progress=args.progress, lag_bound_ms=args.lag_bound_ms, stack=stack_mode,
+                      prometheus_url=args.prometheus_url, prometheus_job=args.prometheus_job,
                       on_started=lambda r: print(f"harness: run {r.run_id}: {scenario.name} -> {scenario.target}, "
                                                  f"{scenario.profile.describe() if hasattr(scenario.profile, 'describe') else scenario.profile}"
-                                                 + (f"; live metrics at {r.metrics_url}" if r.metrics_url else ""),
+                                                 + (f"; live metrics at {r.metrics_url}" if r.metrics_url else "")
+                                                 + "".join(f"; {k} at {v}" for k, v in r.stack_urls.items()),
                                                  file=sys.stderr, flush=True))
     try:
         run = Run(scenario, opts)
@@ -130,6 +164,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except TargetError as exc:
         print(f"harness: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StackError as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        return 1
     except RuntimeError as exc:  # worker processes that could not start
         print(f"harness: {exc}", file=sys.stderr)
         return 1
@@ -147,13 +184,54 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stack(args: argparse.Namespace) -> int:
+    import time
+
+    from harness.stack import LocalStack, StackError, WebhookReceiver
+
+    if args.stack_command != "up":
+        print("harness: stack: expected `harness stack up`", file=sys.stderr)
+        return EXIT_USAGE
+    jobs: Dict[str, List[str]] = {}
+    for item in args.scrape:
+        job, sep, addr = item.rpartition("=")
+        job = job if sep else "target"
+        if ":" not in addr or not addr.rsplit(":", 1)[1].isdigit():
+            print(f"harness: --scrape: expected [JOB=]HOST:PORT, got {item!r}", file=sys.stderr)
+            return EXIT_USAGE
+        jobs.setdefault(job, []).append(addr)
+    webhook = WebhookReceiver()
+    try:
+        with LocalStack(jobs, webhook_url=webhook.url) as stack:
+            print(f"prometheus:   {stack.prometheus_url}\nalertmanager: {stack.alertmanager_url}\n"
+                  f"webhook:      {webhook.url}\nscraping:     {jobs or 'nothing (add --scrape JOB=HOST:PORT)'}\n"
+                  "Ctrl-C stops both and removes their data.", flush=True)
+            seen = 0
+            try:
+                while True:
+                    time.sleep(1)
+                    notes = webhook.summary()
+                    for n in notes[seen:]:
+                        names = ", ".join(f"{a['alertname']}({a['severity']}) {a['status']}" for a in n["alerts"])
+                        print(f"notification to {n['receiver']}: {names}", flush=True)
+                    seen = len(notes)
+            except KeyboardInterrupt:
+                print("stopping", file=sys.stderr)
+    except StackError as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        return EXIT_USAGE if "install" in str(exc) else 1
+    finally:
+        webhook.close()
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    return {"run": _cmd_run, "validate": _cmd_validate}[args.command](args)
+    return {"run": _cmd_run, "validate": _cmd_validate, "stack": _cmd_stack}[args.command](args)
 
 
 if __name__ == "__main__":

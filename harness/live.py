@@ -75,8 +75,8 @@ def _cumulative(hist: Any, bounds_us: List[int]) -> List[float]:
 class LiveCollector(Collector):
     """Reads the recorder when Prometheus scrapes (about once a second)."""
 
-    def __init__(self, recorder: Any, state: RunState, buckets=DEFAULT_BUCKETS) -> None:
-        self._rec = recorder
+    def __init__(self, recorder: Callable[[], Any], state: RunState, buckets=DEFAULT_BUCKETS) -> None:
+        self._get_recorder = recorder  # a callable: the recorder exists only once the run starts
         self._state = state
         self._bounds = list(buckets)
         self._bounds_us = [int(round(b * 1e6)) for b in self._bounds]
@@ -93,7 +93,9 @@ class LiveCollector(Collector):
                                  labels=["run_id", "scenario", "target", "profile"])
         info.add_metric([st.run_id, st.scenario, st.target, getattr(st.profile, "kind", "users")], 1)
         yield info
-        rec = self._rec
+        rec = self._get_recorder()
+        if rec is None:
+            return
         counts = CounterMetricFamily("lbh_harness_requests", "Requests recorded, by target and outcome.",
                                      labels=["target", "outcome"])
         total = 0

@@ -52,6 +52,10 @@ class RunOptions:
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     install_signal_handlers: bool = True
     on_started: Optional[Callable[["Run"], None]] = None
+    stack: str = "none"                      # none | local: Prometheus + Alertmanager for this run
+    settle_s: float = 3.0                    # after the run: one more scrape and rule evaluation
+    prometheus_url: Optional[str] = None     # with stack="external"
+    prometheus_job: str = "harness"
 
 
 class Run:
@@ -70,6 +74,7 @@ class Run:
         self.aborted_by: List[str] = []
         self._executor: Any = None
         self._stop_requested = threading.Event()
+        self.stack_urls: Dict[str, str] = {}
 
     # -- control ----------------------------------------------------------------------
 
@@ -85,7 +90,9 @@ class Run:
 
     def _build_target(self) -> Target:
         sc = self.scenario
-        return build_target(sc.target, payload=sc.payload, mix=sc.mix, faults=sc.faults, seed=sc.seed,
+        return build_target(sc.target, payload=sc.payload, mix=sc.mix, faults=sc.faults, workload=sc.workload,
+                            http=sc.http, max_in_flight=sc.executor.max_in_flight, timeout_s=sc.timeout,
+                            seed=sc.seed,
                             registry=self.registry, tracer_provider=self.options.tracer_provider)
 
     def _warm_up(self, target: Target) -> None:
@@ -120,7 +127,8 @@ class Run:
 
             return AsyncExecutor(schedule, target.dispatch, lambda: recorder,
                                  max_in_flight=sc.executor.max_in_flight, timeout_s=sc.timeout,
-                                 drop_after_s=drop_after, flags_of=flags_of)
+                                 drop_after_s=drop_after, flags_of=flags_of, aopen=target.aopen,
+                                 aclose=target.aclose)
         threads = max(1, min(sc.executor.threads, sc.executor.max_in_flight))
         return ThreadExecutor(schedule, target.dispatch, lambda: recorder, threads=threads,
                               timeout_s=sc.timeout, drop_after_s=drop_after, flags_of=flags_of)
@@ -128,23 +136,77 @@ class Run:
     def execute(self) -> Dict[str, Any]:
         opts = self.options
         started_wall = datetime.now(timezone.utc)
-        fleet = None
+        fleet = target = None
         if self.scenario.executor.workers > 1 or self.scenario.executor.type == "processes":
-            from harness.processes import ProcessFleet, RecorderView
+            from harness.processes import ProcessFleet
 
             if self.scenario.closed_loop:
                 from harness.targets import TargetError
 
                 raise TargetError("executor.workers: closed-loop users run in one process; use --workers 1")
-            target = None
             fleet = ProcessFleet(self.scenario, warmup_calls=opts.warmup_calls)
             fleet.start()
+        else:
+            target = self._build_target()
+            self._warm_up(target)
+
+        server = stack = webhook = None
+        if opts.metrics_port is not None:
+            from instrumentation import serve_metrics
+
+            self.registry.register(LiveCollector(lambda: self.recorder, self.state))
+            if not self._has_process_collector():
+                ProcessCollector(registry=self.registry)  # RSS and CPU, for the memory-growth alert
+            server = serve_metrics(opts.metrics_port, opts.metrics_addr, self.registry)
+            self.metrics_url = server.url
+        try:
+            if opts.stack == "local":
+                stack, webhook = self._start_stack(server)
+            return self._drive(fleet, target, stack, webhook, started_wall)
+        finally:
+            if stack is not None:
+                stack.stop()
+            if webhook is not None:
+                webhook.close()
+            if server is not None:
+                server.close()
+            if target is not None:
+                target.close()
+
+    def _start_stack(self, server: Any):
+        from harness.stack import LocalStack, StackError, WebhookReceiver
+
+        if server is None:
+            raise StackError("--stack local needs the harness's /metrics: drop --no-metrics")
+        webhook = WebhookReceiver(self.options.metrics_addr)
+        try:
+            stack = LocalStack({"harness": [f"{server.host}:{server.port}"]}, webhook_url=webhook.url).start()
+        except BaseException:
+            webhook.close()
+            raise
+        self.stack_urls = {"prometheus": stack.prometheus_url, "alertmanager": stack.alertmanager_url}
+        # Start measuring once Prometheus has scraped us: the first samples must be zeros.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if any(t.get("health") == "up" for t in stack.client.targets()):
+                    break
+            except Exception:
+                pass
+            time.sleep(0.2)
+        return stack, webhook
+
+    def _drive(self, fleet: Any, target: Optional[Target], stack: Any, webhook: Any,
+               started_wall: datetime) -> Dict[str, Any]:
+        opts = self.options
+        if fleet is not None:
+            from harness.processes import RecorderView
+
             t0 = time.perf_counter_ns() + 100_000_000  # the children need a moment to see t0
             recorder = fleet.view = RecorderView(t0)
             executor = self._executor = fleet
         else:
-            target = self._build_target()
-            self._warm_up(target)
+            assert target is not None
             t0 = time.perf_counter_ns() + 20_000_000  # a moment to start the threads before request 0
             recorder = Recorder(origin_ns=t0)
             executor = self._executor = self._make_executor(target, recorder)
@@ -152,19 +214,10 @@ class Run:
         self.state.t0_ns = t0
         self.state.in_flight = executor.in_flight
         self.state.lag_counts = executor.lag_counts
+        t0_wall = time.time() + (t0 - time.perf_counter_ns()) / 1e9
 
-        server = None
-        if opts.metrics_port is not None:
-            from instrumentation import serve_metrics
-
-            self.registry.register(LiveCollector(recorder, self.state))
-            if not self._has_process_collector():
-                ProcessCollector(registry=self.registry)  # RSS and CPU, for the memory-growth alert
-            server = serve_metrics(opts.metrics_port, opts.metrics_addr, self.registry)
-            self.metrics_url = server.url
         resources = ResourceSampler(extra_pids=fleet.pids if fleet is not None else ()).start()
         progress = Progress(recorder, self.state, stream=opts.stream, mode=opts.progress).start()
-
         # A worker waking for its intended start must get the GIL from whichever thread
         # runs Python now; the default 5 ms switch interval would show up as schedule lag.
         switch_interval = sys.getswitchinterval()
@@ -178,9 +231,9 @@ class Run:
             opts.on_started(self)
         if self._stop_requested.is_set():
             executor.stop()
+        outcome: Dict[str, Any] = {}
         try:
             abort_watch.start()
-            outcome: Dict[str, Any] = {}
 
             def drive() -> None:
                 try:
@@ -201,10 +254,6 @@ class Run:
             resources.stop()
             for sig, h in previous_handlers.items():
                 signal.signal(sig, h)
-            if server is not None:
-                server.close()
-            if target is not None:
-                target.close()
         if fleet is not None:
             recorder = Recorder(origin_ns=t0)
             for part in outcome.get("recorders", []):
@@ -212,7 +261,32 @@ class Run:
             self.recorder = recorder
         finished_wall = datetime.now(timezone.utc)
         elapsed = (time.perf_counter_ns() - t0) / 1e9
-        return self._result(recorder, executor, resources, started_wall, finished_wall, elapsed)
+        stack_report = None
+        if stack is not None:
+            stack_report = self._stack_report(stack.client, webhook, recorder, t0_wall, "harness")
+        elif opts.stack == "external" and opts.prometheus_url:
+            from harness.stack import PrometheusClient
+
+            stack_report = self._stack_report(PrometheusClient(opts.prometheus_url), None, recorder, t0_wall,
+                                              opts.prometheus_job)
+        return self._result(recorder, executor, resources, started_wall, finished_wall, elapsed, stack_report)
+
+    def _stack_report(self, client: Any, webhook: Any, recorder: Recorder, t0_wall: float,
+                      job: str) -> Dict[str, Any]:
+        """Let Prometheus scrape and evaluate once more, then ask it what it saw."""
+        from harness.stack_report import fired_alerts, quantile_crosscheck, server_quantiles
+
+        time.sleep(self.options.settle_s)
+        end = time.time()
+        report: Dict[str, Any] = {"prometheus_url": client.url, **self.stack_urls}
+        try:
+            report["alerts_fired"] = fired_alerts(client, t0_wall - 1.0, end)
+            report["quantiles"] = quantile_crosscheck(client, recorder, job, end)
+            report["server_quantiles"] = server_quantiles(client, job, end)
+        except Exception as exc:  # the run's own figures stand; say what is missing
+            report["error"] = f"{type(exc).__name__}: {exc}"
+        report["notifications"] = webhook.summary() if webhook is not None else []
+        return report
 
     def _has_process_collector(self) -> bool:
         return "process_resident_memory_bytes" in getattr(self.registry, "_names_to_collectors", {})
@@ -233,11 +307,12 @@ class Run:
                 self.stop("aborted")
                 return
 
-    def _result(self, recorder: Recorder, executor: Any, resources: ResourceSampler,
-                started: datetime, finished: datetime, elapsed: float) -> Dict[str, Any]:
+    def _result(self, recorder: Recorder, executor: Any, resources: ResourceSampler, started: datetime,
+                finished: datetime, elapsed: float, stack_report: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         sc = self.scenario
         duration = min(elapsed, sc.duration) if self.interrupted or self.aborted_by else sc.duration
-        results = evaluate(list(sc.parsed_thresholds), recorder.threshold_source(max(duration, 1e-9)))
+        results = evaluate(list(sc.parsed_thresholds), _with_alerts(recorder.threshold_source(max(duration, 1e-9)),
+                                                                    stack_report))
         res_summary = resources.summary()
         health = judge_generator(
             executor.schedule_lag_percentile,
@@ -278,8 +353,24 @@ class Run:
                 "valid": health.valid,
                 "aborted_by": self.aborted_by,
             },
+            "stack": stack_report,
             "histograms": recorder.encode(),
         }
+
+
+def _with_alerts(source: Callable[..., Optional[float]], stack_report: Optional[Dict[str, Any]]):
+    """Thresholds on ``alerts{severity:page}`` count what the real rules fired; without a
+    stack there is no data, and a threshold with no data fails (it proved nothing)."""
+
+    def value(metric: str, tags: Any, aggregation: Any) -> Optional[float]:
+        if metric != "alerts":
+            return source(metric, tags, aggregation)
+        if stack_report is None or "alerts_fired" not in stack_report:
+            return None
+        return float(sum(1 for a in stack_report["alerts_fired"]
+                         if all(a.get(k) == v for k, v in tags.items())))
+
+    return value
 
 
 def _environment() -> Dict[str, Any]:

@@ -69,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
     "timeout": "5s",
     "thresholds": {"latency": ["p(95)<100ms", "p(99)<200ms"], "error_rate": ["rate<0.01"]},
     "faults": {},
+    "workload": {},
+    "http": {},
     "seed": None,
 }
 TOP_LEVEL_KEYS: tuple[str, ...] = tuple(DEFAULTS)
@@ -144,6 +146,10 @@ class Scenario:
     mix: Mapping[str, float] | None = None
     thresholds: Mapping[str, Any] = field(default_factory=dict)  # k6 form, as given
     faults: Mapping[str, Any] = field(default_factory=dict)
+    #: settings for the embedded workloads' extractor (``ExtractorConfig`` fields)
+    workload: Mapping[str, Any] = field(default_factory=dict)
+    #: for an http(s) target: method and headers
+    http: Mapping[str, Any] = field(default_factory=dict)
     seed: int | None = None
     description: str = ""
     parsed_thresholds: tuple[Threshold, ...] = field(default=(), compare=False, repr=False)
@@ -177,6 +183,8 @@ class Scenario:
             "timeout": self.timeout,
             "thresholds": {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in self.thresholds.items()},
             "faults": dict(self.faults),
+            "workload": dict(self.workload),
+            "http": dict(self.http),
             "seed": self.seed,
         }
 
@@ -501,6 +509,24 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
         c.add("faults", f"must be a mapping of fault name -> settings, got {faults!r}")
         faults = {}
 
+    http = data.get("http")
+    if http is None:
+        http = {}
+    if not isinstance(http, Mapping) or not all(isinstance(k, str) for k in http):
+        c.add("http", f"must be a mapping (method, headers), got {http!r}")
+        http = {}
+    else:
+        for key in http:
+            if key not in ("method", "headers"):
+                c.add(f"http.{key}", "unknown key" + _suggest(key, ("method", "headers")))
+
+    workload = data.get("workload")
+    if workload is None:
+        workload = {}
+    if not isinstance(workload, Mapping) or not all(isinstance(k, str) for k in workload):
+        c.add("workload", f"must be a mapping of extractor settings (e.g. enable_fallback: false), got {workload!r}")
+        workload = {}
+
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         c.add("seed", f"must be a non-negative integer, got {seed!r}")
@@ -520,6 +546,8 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
         executor=executor,
         thresholds=dict(th_spec),
         faults=dict(faults),
+        workload=dict(workload),
+        http=dict(http),
         seed=seed,
         parsed_thresholds=tuple(parsed),
         sources=dict(sources),

@@ -51,6 +51,9 @@ def format_summary(result: Dict[str, Any], result_path: str | None = None) -> st
             mark = "PASS" if th["ok"] else "FAIL"
             obs = "no data" if th["observed"] is None else f"{th['observed']:.4g}"
             lines.append(f"  {mark}  {th['metric']}: {th['expression']}  (observed {obs})")
+    stack = result.get("stack")
+    if stack:
+        lines.extend(_stack_lines(stack))
     g = result["generator"]
     lines.append(f"\ngenerator: schedule lag p50 {_ms(g['schedule_lag_p50_ms'])} ms, p99 "
                  f"{_ms(g['schedule_lag_p99_ms'])} ms (bound {g['lag_bound_ms']:g} ms); process CPU "
@@ -67,6 +70,43 @@ def format_summary(result: Dict[str, Any], result_path: str | None = None) -> st
     if result_path:
         lines.append(f"result: {result_path}")
     return "\n".join(lines)
+
+
+def _stack_lines(stack: Dict[str, Any]) -> List[str]:
+    lines = [f"\nPrometheus ({stack.get('prometheus_url')}):"]
+    if stack.get("error"):
+        lines.append(f"  could not query it: {stack['error']}")
+    fired = stack.get("alerts_fired") or []
+    if fired:
+        lines.append("  alerts that fired:")
+        for a in fired:
+            op = a["labels"].get("operation") or a["labels"].get("target") or ""
+            lines.append(f"    {a['alertname']:<26} {a.get('severity') or '-':<9} {op:<20} "
+                         f"for {a['firing_s']:.0f}s" + ("  (still firing)" if a["still_firing_at_end"] else ""))
+    elif "alerts_fired" in stack:
+        lines.append("  no alert fired")
+    notes = stack.get("notifications") or []
+    if notes:
+        kinds = {}
+        for n in notes:
+            for al in n["alerts"]:
+                kinds[(al["alertname"], al["status"])] = kinds.get((al["alertname"], al["status"]), 0) + 1
+        lines.append(f"  notifications received: {len(notes)} ("
+                     + ", ".join(f"{k[0]} {k[1]} x{v}" for k, v in sorted(kinds.items())) + ")")
+    rows = stack.get("quantiles") or []
+    if rows:
+        lines.append("  latency percentiles, Prometheus histogram_quantile vs exact HDR (ms):")
+        for r in rows:
+            if r.get("prometheus_ms") is None or r.get("hdr_ms") is None:
+                continue
+            mark = "ok" if r.get("within_bucket") else "OUTSIDE BUCKET"
+            lo, hi = r["bucket_s"]
+            lines.append(f"    {r['target']:<12} p{round(r['quantile'] * 100):d}  prometheus {r['prometheus_ms']:>9.2f}  "
+                         f"hdr {r['hdr_ms']:>9.2f}  diff {r['difference_ms']:>+8.2f}  bucket "
+                         f"({lo * 1000:g}, {'inf' if hi is None else f'{hi * 1000:g}'}] {mark}")
+    for op, qs in sorted((stack.get("server_quantiles") or {}).items()):
+        lines.append(f"    server {op:<22} " + "  ".join(f"{k} {v:.2f}" for k, v in sorted(qs.items())))
+    return lines
 
 
 def write_result(result: Dict[str, Any], path: str | os.PathLike[str]) -> Path:

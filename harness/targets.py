@@ -37,6 +37,9 @@ class Target:
     dispatch: Callable[[int], Tuple[str, Callable[..., Any], Sequence[Any]]]
     is_async: bool = False
     close: Callable[[], None] = field(default=lambda: None)
+    #: async setup / teardown run inside the executor's event loop (an HTTP client session)
+    aopen: Optional[Callable[[], Any]] = None
+    aclose: Optional[Callable[[], Any]] = None
 
 
 def _noop() -> None:
@@ -112,18 +115,24 @@ def _bind_async(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> Callable[[
 class _Workloads:
     """Builds the reference workloads once, in the harness's registry."""
 
-    def __init__(self, faults: Mapping[str, Any], seed: Optional[int], registry: Any, tracer_provider: Any) -> None:
+    def __init__(self, faults: Mapping[str, Any], seed: Optional[int], registry: Any, tracer_provider: Any,
+                 workload: Optional[Mapping[str, Any]] = None) -> None:
         from workloads.extractor import ExtractorConfig, build_extractor
         from workloads.faults import ConfigError, FaultConfig
 
+        self.seed = 0 if seed is None else int(seed)
+        settings = dict(workload or {})
+        for key in ("faults", "seed"):
+            if key in settings:
+                raise TargetError(f"workload.{key}: set it at the top level of the scenario, not under workload")
         try:
             fault_cfg = FaultConfig.from_mapping(dict(faults), prefix="faults.")
+            self.config = ExtractorConfig.from_mapping({**settings}).replace(faults=fault_cfg, seed=self.seed)
         except ConfigError as exc:
-            raise TargetError(str(exc)) from None
-        self.seed = 0 if seed is None else int(seed)
+            msg = str(exc)  # fault errors already name "faults.<field>"; extractor ones name the bare field
+            raise TargetError(msg if msg.startswith("faults.") else f"workload.{msg}") from None
         self.registry = registry
         self.tracer_provider = tracer_provider
-        self.config = ExtractorConfig(faults=fault_cfg, seed=self.seed)
         self.extractor = build_extractor(self.config, registry, tracer_provider)
         self._windows: Optional[np.ndarray] = None
         self._lock = threading.Lock()
@@ -185,6 +194,10 @@ def build_target(
     payload: Optional[str] = None,
     mix: Optional[Mapping[str, float]] = None,
     faults: Optional[Mapping[str, Any]] = None,
+    workload: Optional[Mapping[str, Any]] = None,
+    http: Optional[Mapping[str, Any]] = None,
+    max_in_flight: int = 256,
+    timeout_s: float = 5.0,
     seed: Optional[int] = None,
     registry: Any = None,
     tracer_provider: Any = None,
@@ -192,15 +205,21 @@ def build_target(
     """Resolve a scenario's target (short name or ``module:function``)."""
     faults = faults or {}
     if ":" in name and not name.startswith(("http://", "https://")):
-        if faults:
-            raise TargetError("faults: only the embedded workloads take faults; "
+        if faults or workload:
+            raise TargetError(f"{'faults' if faults else 'workload'}: only the embedded workloads take it; "
                               f"target {name!r} is your own function")
         return _function_target(name, payload)
     if name == "noop":  # measures the generator itself (like pointing wrk at nothing)
         return Target("noop", ("noop",), lambda k: ("noop", _noop, ()))
     if name.startswith(("http://", "https://")):
-        raise TargetError(f"target: HTTP targets ({name!r}) are not supported by this version yet")
-    w = _Workloads(faults, seed, registry, tracer_provider)
+        from harness.http_target import build_http_target
+
+        if faults or workload:
+            raise TargetError(f"{'faults' if faults else 'workload'}: an HTTP target is configured on its server "
+                              "(e.g. LBH_FAULT_* for `workloads serve`), not in the scenario")
+        return build_http_target(name, payload=payload, settings=http or {}, max_in_flight=max_in_flight,
+                                 timeout_s=timeout_s)
+    w = _Workloads(faults, seed, registry, tracer_provider, workload)
     makers = {"features": w.features, "env-step": w.env_step, "risk-var": w.risk_var}
     if name in makers:
         return makers[name]()

@@ -77,7 +77,7 @@ EXIT_INVALID_RUN = 98
 EXIT_THRESHOLDS_FAILED = 99
 EXIT_INTERRUPTED = 105
 
-TREND, RATE, COUNTER = "trend", "rate", "counter"
+TREND, RATE, COUNTER, ALERTS = "trend", "rate", "counter", "alerts"
 
 METRICS: dict[str, str] = {
     "latency": TREND,
@@ -89,6 +89,8 @@ METRICS: dict[str, str] = {
     "cache_hit_rate": RATE,
     "fallback_rate": RATE,
     "throughput": COUNTER,
+    # alerts the real rules fired during the run (needs --stack): alerts{severity:page}: count==0
+    "alerts": ALERTS,
 }
 METRIC_ALIASES: dict[str, str] = {"rps": "throughput"}
 
@@ -96,11 +98,13 @@ _AGGREGATIONS: dict[str, tuple[str, ...]] = {
     TREND: ("avg", "min", "max", "med", "p(N)", "count"),
     RATE: ("rate",),
     COUNTER: ("count", "rate"),
+    ALERTS: ("count",),
 }
 _TAGS: dict[str, tuple[str, ...]] = {
     TREND: ("target", "outcome"),
     RATE: ("target",),
     COUNTER: ("target", "outcome"),
+    ALERTS: ("severity", "alertname"),
 }
 OUTCOMES = ("ok", "error", "timeout", "dropped")
 

@@ -128,7 +128,7 @@ def test_every_problem_reported_once_with_field_paths():
     )
     assert got == [
         "nme: unknown key (did you mean 'name'?)",
-        "target: 'featurs' is not a short name (features, env-step, risk-var, mixed), a module:function or an http(s) URL (did you mean 'features'?)",
+        "target: 'featurs' is not a short name (features, env-step, risk-var, mixed, noop), a module:function or an http(s) URL (did you mean 'features'?)",
         "payload: must be module:function (a payload generator), got 'not a function'",
         "duration: expected a duration like '30s', '2m', '500ms', '1h' or a number of seconds, got '2x'",
         "timeout: must be > 0, got 0",

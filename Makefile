@@ -8,7 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/bin/harness run
+	$(VENV)/bin/harness run --stack auto
 
 test: setup
 	bash scripts/test.sh

@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--prometheus-url", help="an existing Prometheus that scrapes this run (with --stack external)")
     st.add_argument("--prometheus-job", default="harness", help="its job label for the harness's /metrics")
 
+    mg = sub.add_parser("merge", help="merge results of N workers/pods into one (exact percentiles, thresholds)")
+    mg.add_argument("results", nargs="+", help="result JSON files")
+    mg.add_argument("--out", required=True, help="merged result JSON path")
+    mg.add_argument("--quiet", "-q", action="store_true")
+
     stack = sub.add_parser("stack", help="the local Prometheus + Alertmanager on their own")
     stack_sub = stack.add_subparsers(dest="stack_command")
     up = stack_sub.add_parser("up", help="start them with the project's rules, print the URLs, wait for Ctrl-C")
@@ -184,6 +189,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from harness.merge import MergeError, load_result, merge_results
+    from harness.summary import format_summary, write_result
+
+    try:
+        parts = [load_result(p) for p in args.results]
+        merged = merge_results(parts, args.results)
+    except MergeError as exc:
+        print(f"harness: merge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    path = write_result(merged, args.out)
+    if not args.quiet:
+        print(format_summary(merged, str(path)))
+    return int(merged["verdict"]["exit_code"])
+
+
 def _cmd_stack(args: argparse.Namespace) -> int:
     import time
 
@@ -231,7 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    return {"run": _cmd_run, "validate": _cmd_validate, "stack": _cmd_stack}[args.command](args)
+    return {"run": _cmd_run, "validate": _cmd_validate, "stack": _cmd_stack, "merge": _cmd_merge}[args.command](args)
 
 
 if __name__ == "__main__":

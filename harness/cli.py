@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, help="worker threads per process (max in flight per process)")
     g.add_argument("--max-in-flight", type=int, dest="max_in_flight")
     g.add_argument("--seed", type=int)
+    g.add_argument("--segment", metavar="INDEX/COUNT",
+                   help="run only this segment of the schedule (request k with k %% COUNT == INDEX), e.g. in a "
+                        "Kubernetes Indexed Job: --segment $(JOB_COMPLETION_INDEX)/4; merge with `harness merge`")
     g.add_argument("--threshold", action="append", type=_kv, default=[], metavar="METRIC=EXPR",
                    help="e.g. 'latency=p(95)<100ms' (repeatable; replaces the scenario's thresholds)")
     g.add_argument("--fault", action="append", type=_kv, default=[], metavar="NAME=VALUE",
@@ -126,6 +129,18 @@ def _load(args: argparse.Namespace):
         return None
 
 
+def _segment(scenario: Any, text: str) -> Any:
+    from dataclasses import replace
+
+    index_s, sep, count_s = text.partition("/")
+    if not sep or not index_s.strip().isdigit() or not count_s.strip().isdigit():
+        raise ValueError(f"expected INDEX/COUNT such as 0/4, got {text!r}")
+    index, count = int(index_s), int(count_s)
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"INDEX must be in [0, COUNT) and COUNT >= 1, got {index}/{count}")
+    return replace(scenario, profile=scenario.profile.segment(index, count))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.runner import Run, RunOptions
     from harness.summary import format_summary, write_result
@@ -135,6 +150,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     scenario = _load(args)
     if scenario is None:
         return EXIT_USAGE
+    if args.segment:
+        try:
+            scenario = _segment(scenario, args.segment)
+        except ValueError as exc:
+            print(f"harness: --segment: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     out = args.out or str(Path("results") / f"{scenario.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
     from harness.stack import find_binaries, missing_binaries_message
 

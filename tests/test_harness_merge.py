@@ -74,3 +74,21 @@ def test_merge_cli_and_bad_inputs(tmp_path):
     other["scenario"]["name"] = "something-else"
     with pytest.raises(MergeError, match="scenario"):
         merge_results([a, other])
+
+
+def test_segments_of_a_schedule_merge_to_the_whole(tmp_path):
+    outs = []
+    for i in range(3):
+        out = tmp_path / f"seg{i}.json"
+        proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--target", "noop", "--rate", "90",
+                               "--duration", "1s", "--segment", f"{i}/3", "--no-metrics", "-q", "--out", str(out)],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(json.loads(out.read_text()))
+    assert [o["summary"]["all"]["count"] for o in outs] == [30, 30, 30]
+    merged = merge_results(outs)
+    assert merged["summary"]["all"]["outcomes"]["ok"] == 90
+    assert sum(w["intended"] for w in merged["timeseries"]) == 90
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--segment", "3/3"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--segment" in proc.stderr

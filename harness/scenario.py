@@ -502,30 +502,21 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
                 else:
                     c.add("thresholds", pr)
 
-    faults = data.get("faults")
-    if faults is None:
-        faults = {}
-    if not isinstance(faults, Mapping) or not all(isinstance(k, str) for k in faults):
-        c.add("faults", f"must be a mapping of fault name -> settings, got {faults!r}")
-        faults = {}
+    def mapping(key: str, what: str) -> dict[str, Any]:
+        value = data.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            c.add(key, f"must be a mapping of {what}, got {value!r}")
+            return {}
+        return dict(value)
 
-    http = data.get("http")
-    if http is None:
-        http = {}
-    if not isinstance(http, Mapping) or not all(isinstance(k, str) for k in http):
-        c.add("http", f"must be a mapping (method, headers), got {http!r}")
-        http = {}
-    else:
-        for key in http:
-            if key not in ("method", "headers"):
-                c.add(f"http.{key}", "unknown key" + _suggest(key, ("method", "headers")))
-
-    workload = data.get("workload")
-    if workload is None:
-        workload = {}
-    if not isinstance(workload, Mapping) or not all(isinstance(k, str) for k in workload):
-        c.add("workload", f"must be a mapping of extractor settings (e.g. enable_fallback: false), got {workload!r}")
-        workload = {}
+    faults = mapping("faults", "fault name -> settings")
+    workload = mapping("workload", "extractor settings (e.g. enable_fallback: false)")
+    http = mapping("http", "HTTP settings (method, headers)")
+    for key in http:
+        if key not in ("method", "headers"):
+            c.add(f"http.{key}", "unknown key" + _suggest(key, ("method", "headers")))
 
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):

@@ -42,6 +42,8 @@ def build_http_target(url: str, *, payload: Optional[str], settings: Mapping[str
         raise TargetError(f"http.method: expected one of {', '.join(METHODS)}, got {method!r}")
     headers: Dict[str, str] = {str(k): str(v) for k, v in dict(settings.get("headers") or {}).items()}
     make_body: Optional[Callable[[int], Any]] = _import(payload, "payload") if payload else None
+    if make_body is not None:
+        make_body(0)  # a generator that builds a pool on first use does it now, not on the clock
     label = f"{method} {parts.path or '/'}"
     state: Dict[str, Any] = {}
 

@@ -93,6 +93,7 @@ def _function_target(spec: str, payload: Optional[str]) -> Target:
         empty: Tuple[Any, ...] = ()
         return Target(label, (label,), lambda k: (label, fn, empty), is_async)
     gen = _import(payload, "payload")
+    gen(0)  # a generator that builds a pool on first use does it now, not on the clock
 
     def dispatch(k: int):
         args, kwargs = _as_args(gen(k))

@@ -11,6 +11,9 @@ command -v prometheus >/dev/null 2>&1 || need_bins+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need_bins+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 || need_bins+=(prometheus-alertmanager)
 command -v amtool >/dev/null 2>&1 || need_bins+=(prometheus-alertmanager)
+# for the tests: kustomize builds (kubectl), the HTML report in headless Chromium
+command -v kubectl >/dev/null 2>&1 || need_bins+=(kubectl)
+command -v chromium >/dev/null 2>&1 || need_bins+=(chromium)
 if ((${#need_bins[@]})); then
   pkgs=$(printf '%s\n' "${need_bins[@]}" | sort -u | tr '\n' ' ')
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
@@ -20,10 +23,10 @@ if ((${#need_bins[@]})); then
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
   else
-    echo "setup: Prometheus/Alertmanager binaries missing ($pkgs)."
+    echo "setup: binaries missing ($pkgs)."
     echo "       Install them (Debian/Ubuntu: sudo apt-get install --no-install-recommends $pkgs;"
     echo "       elsewhere: the release tarballs from prometheus.io) and put them on PATH."
-    echo "       The harness runs without them; the live alert stack and its tests need them."
+    echo "       The harness runs without them; the live alert stack, the manifest and report tests need them."
   fi
 fi
 

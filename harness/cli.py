@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "the binaries are installed; external: ask --prometheus-url")
     st.add_argument("--prometheus-url", help="an existing Prometheus that scrapes this run (with --stack external)")
     st.add_argument("--prometheus-job", default="harness", help="its job label for the harness's /metrics")
+    from harness.annotations import add_run_arguments
+
+    add_run_arguments(run)  # --grafana-url, --grafana-dashboard
 
     mg = sub.add_parser("merge", help="merge results of N workers/pods into one (exact percentiles, thresholds)")
     mg.add_argument("results", nargs="+", help="result JSON files")
@@ -92,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a scenario file and print it normalised")
     val.add_argument("scenario", nargs="?")
     val.add_argument("--set", action="append", type=_kv, default=[], metavar="PATH=VALUE")
+    from harness.dashboards import register as register_dashboards
+
+    register_dashboards(sub)  # harness dashboards generate | push
     return p
 
 
@@ -176,14 +182,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if stack_mode == "external" and not args.prometheus_url:
         print("harness: --stack external needs --prometheus-url", file=sys.stderr)
         return EXIT_USAGE
+    from harness.annotations import chain_on_started, from_args as annotations_from_args
+
+    annotations = annotations_from_args(args)  # None without --grafana-url / GRAFANA_URL
     opts = RunOptions(metrics_port=None if args.no_metrics else args.metrics_port, metrics_addr=args.metrics_addr,
                       progress=args.progress, lag_bound_ms=args.lag_bound_ms, stack=stack_mode,
                       prometheus_url=args.prometheus_url, prometheus_job=args.prometheus_job,
-                      on_started=lambda r: print(f"harness: run {r.run_id}: {scenario.name} -> {scenario.target}, "
+                      on_started=chain_on_started(lambda r: print(f"harness: run {r.run_id}: {scenario.name} -> {scenario.target}, "
                                                  f"{scenario.profile.describe() if hasattr(scenario.profile, 'describe') else scenario.profile}"
                                                  + (f"; live metrics at {r.metrics_url}" if r.metrics_url else "")
                                                  + "".join(f"; {k} at {v}" for k, v in r.stack_urls.items()),
-                                                 file=sys.stderr, flush=True))
+                                                 file=sys.stderr, flush=True),
+                                                  annotations.on_started if annotations else None))
     try:
         run = Run(scenario, opts)
         result = run.execute()
@@ -196,6 +206,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # worker processes that could not start
         print(f"harness: {exc}", file=sys.stderr)
         return 1
+    if annotations is not None:
+        for err in annotations.finish(result):
+            print(f"harness: Grafana annotation not posted: {err}", file=sys.stderr)
     path = write_result(result, out)
     if not args.quiet:
         print(format_summary(result, str(path)))
@@ -273,6 +286,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.command == "dashboards":
+        from harness.dashboards import run as run_dashboards
+
+        return run_dashboards(args)
     return {"run": _cmd_run, "validate": _cmd_validate, "stack": _cmd_stack, "merge": _cmd_merge}[args.command](args)
 
 

@@ -62,6 +62,7 @@ class AsyncExecutor:
         self.t0_ns = 0
         self._aopen = aopen
         self._aclose = aclose
+        self.loop_cpu_fraction: Optional[float] = None
 
     def stop(self) -> None:
         self._stopping = True
@@ -112,6 +113,16 @@ class AsyncExecutor:
             self._rec.record(label, "ok", intended, start, end, None, self._flags_of(result) if self._flags_of else 0)
 
     async def _main(self) -> None:
+        # CPU of the loop's thread over the run: near 100 % means the generator itself, not
+        # the target, decided how fast requests went out (the self-check reads it).
+        cpu0, wall0 = time.thread_time(), time.perf_counter()
+        try:
+            await self._open_and_schedule()
+        finally:
+            wall = time.perf_counter() - wall0
+            self.loop_cpu_fraction = (time.thread_time() - cpu0) / wall if wall > 1.0 else None
+
+    async def _open_and_schedule(self) -> None:
         if self._aopen is not None:
             await self._aopen()
         try:

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="run a scenario (default: the embedded workloads)")
-    run.add_argument("scenario", nargs="?", help="scenario YAML file (omit for the default scenario)")
+    run.add_argument("scenario", nargs="?",
+                     help="scenario YAML file or packaged name (`harness scenarios`); omit for the default")
     g = run.add_argument_group("scenario overrides (flags > HARNESS_* env > file > defaults)")
     g.add_argument("--name")
     g.add_argument("--target", help="features | env-step | risk-var | mixed | module:function")
@@ -77,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "the binaries are installed; external: ask --prometheus-url")
     st.add_argument("--prometheus-url", help="an existing Prometheus that scrapes this run (with --stack external)")
     st.add_argument("--prometheus-job", default="harness", help="its job label for the harness's /metrics")
+    from harness.cli_reports import add_run_arguments as add_report_arguments, add_subcommands
+
+    add_report_arguments(run)  # --baseline FILE, --report [PATH], --smoke
+    add_subcommands(sub)       # report, compare, search, soak, scenarios
     from harness.annotations import add_run_arguments
 
     add_run_arguments(run)  # --grafana-url, --grafana-dashboard
@@ -91,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = stack_sub.add_parser("up", help="start them with the project's rules, print the URLs, wait for Ctrl-C")
     up.add_argument("--scrape", action="append", default=[], metavar="[JOB=]HOST:PORT",
                     help="a /metrics endpoint to scrape (repeatable), e.g. service=127.0.0.1:8000")
+
+    from harness import scale_test
+
+    scale_test.add_parser(sub)  # harness scale-test
 
     val = sub.add_parser("validate", help="check a scenario file and print it normalised")
     val.add_argument("scenario", nargs="?")
@@ -126,7 +135,9 @@ def _load(args: argparse.Namespace):
     from harness.scenario import ScenarioError, load_scenario
 
     try:
-        return load_scenario(args.scenario, _overrides(args))
+        from harness.library import load_for_cli
+
+        return load_for_cli(args.scenario, _overrides(args), smoke=getattr(args, "smoke", False))
     except ScenarioError as exc:
         print(f"harness: {exc}", file=sys.stderr)
         return None
@@ -212,7 +223,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     path = write_result(result, out)
     if not args.quiet:
         print(format_summary(result, str(path)))
-    return int(result["verdict"]["exit_code"])
+    from harness.cli_reports import after_run
+
+    return after_run(args, result, path)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -286,6 +299,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    handler = getattr(args, "_handler", None)
+    if handler is not None:
+        return int(handler(args))
+    if args.command == "scale-test":
+        from harness import scale_test
+
+        return scale_test.run(args)
     if args.command == "dashboards":
         from harness.dashboards import run as run_dashboards
 

@@ -115,6 +115,12 @@ class Run:
         if sc.closed_loop:
             from harness.users_executor import UsersExecutor
 
+            if target.is_async:
+                from harness.targets import TargetError
+
+                raise TargetError("profile.type: closed-loop users call sync targets only; for an async or HTTP "
+                                  "target use an arrival-rate profile (constant, ramp, …), which measures honestly")
+
             return UsersExecutor(sc.profile, target.dispatch, lambda: recorder, duration_s=sc.duration,
                                  timeout_s=sc.timeout, flags_of=flags_of, seed=sc.seed)
         schedule = sc.profile.arrivals()
@@ -316,6 +322,7 @@ class Run:
         res_summary = resources.summary()
         health = judge_generator(
             executor.schedule_lag_percentile,
+            loop_cpu_fraction=getattr(executor, "loop_cpu_fraction", None),
             cpu_percent_mean=res_summary["process_cpu_percent_mean"],
             cpu_count=res_summary["cpu_count"],
             lag_bound_ms=self.options.lag_bound_ms,

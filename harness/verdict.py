@@ -50,6 +50,7 @@ def judge_generator(
     lag_bound_ms: float = 5.0,
     cpu_bound_fraction: float = 0.9,
     samples: int = 0,
+    loop_cpu_fraction: Optional[float] = None,
 ) -> GeneratorHealth:
     """``sched_lag_percentile(p) -> ms or None`` over the requests that found a free worker."""
     p50 = sched_lag_percentile(50.0)
@@ -65,5 +66,10 @@ def judge_generator(
         reasons.append(
             f"process CPU averaged {cpu_percent_mean:.0f} % of {cpu_count} core(s): generator and in-process "
             "target saturated the machine, so latencies include CPU queueing in the generator"
+        )
+    if loop_cpu_fraction is not None and loop_cpu_fraction >= cpu_bound_fraction:
+        reasons.append(
+            f"the event loop was busy {loop_cpu_fraction:.0%} of the run: the generator's own client was the "
+            "bottleneck (requests waited in it, not in the target); lower the rate or add --workers"
         )
     return GeneratorHealth(p50, p99, lag_bound_ms, cpu_percent_mean, cpu_count, cpu_bound_fraction, reasons)

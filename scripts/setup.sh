@@ -13,7 +13,7 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/
 command -v amtool >/dev/null 2>&1 || need_bins+=(prometheus-alertmanager)
 # for the tests: kustomize builds (kubectl), the HTML report in headless Chromium
 command -v kubectl >/dev/null 2>&1 || need_bins+=(kubectl)
-command -v chromium >/dev/null 2>&1 || need_bins+=(chromium)
+command -v chromium >/dev/null 2>&1 || need_bins+=(chromium fonts-dejavu-core)
 if ((${#need_bins[@]})); then
   pkgs=$(printf '%s\n' "${need_bins[@]}" | sort -u | tr '\n' ' ')
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then

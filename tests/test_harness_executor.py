@@ -163,3 +163,9 @@ def test_async_executor_open_loop_and_timeouts():
     outcomes = [r[1] for r in rec.rows]
     assert outcomes.count("timeout") == 1 and outcomes.count("ok") == 49
     assert all(r[6] == 1 for r in rec.rows if r[1] == "ok")
+
+
+def test_a_saturated_event_loop_makes_the_run_invalid():
+    health = judge_generator(lambda p: 0.1, cpu_percent_mean=50.0, cpu_count=2, loop_cpu_fraction=0.97)
+    assert not health.valid and "event loop" in health.reasons[0]
+    assert judge_generator(lambda p: 0.1, cpu_percent_mean=50.0, cpu_count=2, loop_cpu_fraction=0.3).valid

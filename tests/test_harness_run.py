@@ -149,3 +149,18 @@ def test_async_target_runs_on_the_event_loop(tmp_path):
 
 def test_main_without_command_is_usage():
     assert main([]) == 2
+
+
+@pytest.mark.parametrize("command", ["run", "report", "compare", "search", "soak", "scenarios", "merge", "stack",
+                                     "scale-test", "validate", "dashboards"])
+def test_every_subcommand_help_renders(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert "usage: harness" in capsys.readouterr().out
+
+
+def test_closed_loop_users_refuse_async_targets(tmp_path):
+    proc, result = run_cli(tmp_path, "--target", "targets_for_tests:async_sleep_ms", "--profile", "users",
+                           "--vus", "2", "--duration", "1s", "--no-metrics")
+    assert proc.returncode == 2 and "closed-loop users" in proc.stderr and result is None

@@ -143,11 +143,13 @@ class AsyncExecutor:
             intended = self.t0_ns + offset
             wait = intended - clock()
             if wait > 0:
-                try:
-                    await asyncio.wait_for(self._stop_event.wait(), wait / 1e9)
-                    break  # stop requested while waiting
-                except asyncio.TimeoutError:
-                    pass
+                # plain sleeps (a wait_for per request costs a task and a timer handle);
+                # long gaps are cut into 50 ms slices so stop() is seen promptly
+                while wait > 0 and not self._stopping:
+                    await asyncio.sleep(min(wait, 50_000_000) / 1e9)
+                    wait = intended - clock()
+                if self._stopping:
+                    break
                 if not sem.locked():
                     self._lag[min((clock() - intended) // LAG_BUCKET_NS, LAG_BUCKETS)] += 1
             t = asyncio.ensure_future(self._one(sem, ordinal, intended))

@@ -37,3 +37,15 @@ class FakeClock:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
+
+
+def require_module(module: str):
+    """Import ``module``; a missing package fails under CI, skips the module elsewhere."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if IN_CI:
+            raise
+        pytest.skip(f"{module} is not installed ({exc}); pip install -e '.[test]'", allow_module_level=True)

@@ -7,9 +7,7 @@ Under CI=true a missing binary fails; elsewhere it skips with the install line.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -26,17 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "alerts"
 AM_CONFIG = ALERTS / "alertmanager.yml"
 PLACEHOLDER = "http://127.0.0.1:9099/alertmanager"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require_binary(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path:
-        return path
-    msg = f"{name} not found on PATH; install it: apt-get install -y --no-install-recommends {package}"
-    if IN_CI:
-        pytest.fail(msg)
-    pytest.skip(msg)
+from conftest import IN_CI, require_binary  # noqa: E402,F401
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -8,20 +8,11 @@ examples, so the whole run takes seconds.
 
 from __future__ import annotations
 
-import importlib
-import os
 
 import pytest
 
 
-def _require(module: str):
-    """Import ``module``; a missing package fails under CI=true and skips elsewhere."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            raise
-        pytest.skip(f"{module} is not installed ({exc}); pip install -e '.[test]'", allow_module_level=True)
+from conftest import require_module as _require  # noqa: E402
 
 
 schemathesis = _require("schemathesis")

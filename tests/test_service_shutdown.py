@@ -3,8 +3,6 @@ are refused (never a 5xx), and the process exits 0 after draining."""
 
 from __future__ import annotations
 
-import importlib
-import os
 import re
 import threading
 import time
@@ -12,14 +10,7 @@ import time
 import pytest
 
 
-def _require(module: str):
-    """Import ``module``; a missing package fails under CI=true and skips elsewhere."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            raise
-        pytest.skip(f"{module} is not installed ({exc}); pip install -e '.[test]'", allow_module_level=True)
+from conftest import require_module as _require  # noqa: E402
 
 
 httpx = _require("httpx")

@@ -7,30 +7,38 @@ run), so building payloads does not show up as generator lag.
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Dict, List, Optional
+import functools
+from typing import Any, Dict, List
 
-__all__ = ["feature_window", "mc_var", "env_step"]
+import numpy as np
 
-_POOL_SIZE = 2048
-_pool: Optional[List[List[List[float]]]] = None
-_lock = threading.Lock()
+__all__ = ["feature_window", "mc_var", "env_step", "window_pool", "pool_index", "POOL_SIZE"]
+
+POOL_SIZE = 2048  # distinct windows: more than the default cache holds, so a walk stays cold
 
 
-def _windows() -> List[List[List[float]]]:
-    global _pool
-    with _lock:
-        if _pool is None:
-            from workloads.market_data import MarketDataGenerator
+@functools.lru_cache(maxsize=4)
+def window_pool(seed: int = 0) -> np.ndarray:
+    """(POOL_SIZE, 60, 15) seeded market windows, built once per seed."""
+    from workloads.market_data import MarketDataGenerator
 
-            _pool = [w.tolist() for w in MarketDataGenerator(0).windows(_POOL_SIZE)]
-        return _pool
+    return MarketDataGenerator(seed).windows(POOL_SIZE)
+
+
+def pool_index(k: int, n: int = POOL_SIZE) -> int:
+    """Request ``k``'s window: a prime stride walks the pool in a scrambled order."""
+    return (k * 7919) % n
+
+
+@functools.lru_cache(maxsize=1)
+def _json_windows() -> List[List[List[float]]]:
+    return [w.tolist() for w in window_pool(0)]
 
 
 def feature_window(k: int) -> Dict[str, Any]:
-    """``POST /v1/features``: a 60 x 15 window; a prime stride walks the pool (cold cache)."""
-    pool = _windows()
-    return {"window": pool[(k * 7919) % len(pool)]}
+    """``POST /v1/features``: a 60 x 15 window from the pool (cold cache)."""
+    pool = _json_windows()
+    return {"window": pool[pool_index(k, len(pool))]}
 
 
 def mc_var(k: int) -> Dict[str, Any]:

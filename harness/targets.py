@@ -21,7 +21,6 @@ from harness.recorder import FLAG_CACHE_HIT, FLAG_FALLBACK
 __all__ = ["Target", "TargetError", "build_target", "flags_of", "DEFAULT_MIX"]
 
 DEFAULT_MIX: Mapping[str, float] = {"features": 0.7, "env-step": 0.2, "risk-var": 0.1}
-_POOL = 2048  # distinct market windows per features target (more than the default cache holds)
 
 
 class TargetError(ValueError):
@@ -135,26 +134,15 @@ class _Workloads:
         self.registry = registry
         self.tracer_provider = tracer_provider
         self.extractor = build_extractor(self.config, registry, tracer_provider)
-        self._windows: Optional[np.ndarray] = None
-        self._lock = threading.Lock()
         self._local = threading.local()
-        self._risk: Any = None
-
-    def windows(self) -> np.ndarray:
-        with self._lock:
-            if self._windows is None:
-                from workloads.market_data import MarketDataGenerator
-
-                self._windows = MarketDataGenerator(self.seed).windows(_POOL)
-            return self._windows
 
     def features(self) -> Target:
-        pool = self.windows()
+        from harness.payloads import pool_index, window_pool
+
+        pool = window_pool(self.seed)
         extract = self.extractor.extract
-        # A prime stride walks the pool in a scrambled order; the pool is larger than the
-        # default cache, so this is the cold-path budget (hits only as the TTL allows).
         n = len(pool)
-        return Target("features", ("features",), lambda k: ("features", extract, (pool[(k * 7919) % n],)))
+        return Target("features", ("features",), lambda k: ("features", extract, (pool[pool_index(k, n)],)))
 
     def env_step(self) -> Target:
         from workloads.environment import TradingEnv

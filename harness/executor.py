@@ -50,14 +50,14 @@ def lag_percentile(counts: Sequence[int], p: float) -> Optional[float]:
 class _Slot:
     """What one worker is doing now, for the watchdog."""
 
-    __slots__ = ("label", "intended", "start", "claimed", "active", "timed_out", "lock")
+    __slots__ = ("label", "intended", "start", "active", "timed_out", "lock")
 
     def __init__(self) -> None:
         self.active = False
         self.timed_out = False
         self.lock = threading.Lock()
         self.label = ""
-        self.intended = self.start = self.claimed = 0
+        self.intended = self.start = 0
 
 
 class ThreadExecutor:
@@ -194,6 +194,7 @@ class ThreadExecutor:
         flags_of = self._flags_of
         t0 = self.t0_ns
         drop_after = self.drop_after_ns
+        timeout_ns = self.timeout_ns
         stop = self._stop
         claim = self._claim
         lag_counts = [0] * (LAG_BUCKETS + 1)
@@ -222,14 +223,12 @@ class ThreadExecutor:
             label, fn, args = dispatch(ordinal)
             slot.label = label
             slot.intended = intended
-            slot.claimed = claimed
             start = clock()
             if wait > 0:  # a free worker waited for this start: any lateness is ours
                 lag_counts[min((start - intended) // LAG_BUCKET_NS, LAG_BUCKETS)] += 1
             slot.start = start
             slot.active = True
-            error_type = None
-            result = None
+            error_type = result = None
             try:
                 result = fn(*args)
                 outcome = "ok"
@@ -241,8 +240,8 @@ class ThreadExecutor:
                 slot.active = False
                 if slot.timed_out:
                     return  # the watchdog already counted it and replaced this worker
-            if end - start > self.timeout_ns:  # finished late, before the watchdog looked
-                record(label, "timeout", intended, start, start + self.timeout_ns)
+            if end - start > timeout_ns:  # finished late, before the watchdog looked
+                record(label, "timeout", intended, start, start + timeout_ns)
             elif outcome == "ok":
                 record(label, "ok", intended, start, end, None, flags_of(result) if flags_of else 0)
             else:

@@ -1,20 +1,52 @@
-"""asyncio executor for ``async def`` targets: one event loop, the same open-loop rules.
+"""asyncio executor for ``async def`` and HTTP targets: one event loop, the same open-loop rules.
 
-Each request is a task created at its intended time (``loop.call_at``-style sleeps in one
-scheduler coroutine); ``max_in_flight`` is a semaphore, and a request that waited for it
-longer than ``drop_after`` is dropped, as in the thread executor. Timeouts cancel the
-call for real (``asyncio.wait_for``) and are recorded at the deadline.
+One scheduler coroutine sleeps until each request's intended time and starts it there.
+``max_in_flight`` bounds the calls in flight; a request that waited for a free slot longer
+than ``drop_after`` is dropped, as in the thread executor. Timeouts cancel the call for
+real and are recorded at the deadline.
+
+Two ways to start a call:
+
+- a coroutine target (``dispatch``) runs as a task per request, bounded by a semaphore,
+  under ``asyncio.wait_for``;
+- a callback target (``astart``/``acancel``, the HTTP target) is started by a plain call
+  and reports its end through ``Call.done``: no task, future or timer per request. Slots
+  are counted, waiting requests queue in a deque, and one sweeper timer (every
+  ``timeout / 20``, at most 10 ms) cancels calls past their deadline, oldest first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable, Iterator, List, Optional
+from collections import deque
+from typing import Any, Callable, Deque, Iterator, List, Optional, Tuple
 
 from harness.executor import LAG_BUCKET_NS, LAG_BUCKETS, Dispatch, Request, lag_percentile
 
-__all__ = ["AsyncExecutor"]
+__all__ = ["AsyncExecutor", "Call"]
+
+_TIMEOUT = object()  # Call.done's marker for "the sweeper ended it at its deadline"
+
+
+class Call:
+    """One in-flight callback call. The target ends it with ``done(error, flags)``; a call
+    that already ended (timed out, or the target reports twice) ignores later reports.
+    ``handle`` belongs to the target (the HTTP pool keeps the connection there)."""
+
+    __slots__ = ("_ex", "intended", "start", "finished", "handle")
+
+    def __init__(self, ex: "AsyncExecutor", intended: int, start: int) -> None:
+        self._ex = ex
+        self.intended = intended
+        self.start = start
+        self.finished = False
+        self.handle: Any = None
+
+    def done(self, error: Optional[str] = None, flags: int = 0) -> None:
+        if not self.finished:
+            self.finished = True
+            self._ex._finish(self, error, flags)
 
 
 def _run_loop(coro: Any) -> None:
@@ -51,6 +83,9 @@ class AsyncExecutor:
         clock: Callable[[], int] = time.perf_counter_ns,
         aopen: Optional[Callable[[], Any]] = None,
         aclose: Optional[Callable[[], Any]] = None,
+        astart: Optional[Callable[[int, Call], None]] = None,
+        acancel: Optional[Callable[[Call], None]] = None,
+        label: str = "",
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"executor.max_in_flight: must be >= 1, got {max_in_flight}")
@@ -73,6 +108,16 @@ class AsyncExecutor:
         self._aopen = aopen
         self._aclose = aclose
         self.loop_cpu_fraction: Optional[float] = None
+        # callback mode (astart): counted slots, a FIFO of requests waiting for one, the live
+        # calls in start order (deadline order too: one timeout for all) for the sweeper
+        self._astart = astart
+        self._acancel = acancel
+        self._label = label
+        self.timeout_ns = int(timeout_s * 1e9)
+        self._waiting: Deque[Tuple[int, int]] = deque()
+        self._live: Deque[Call] = deque()
+        self._draining = False
+        self._idle: Optional[asyncio.Future] = None
 
     def stop(self) -> None:
         self._stopping = True
@@ -82,6 +127,52 @@ class AsyncExecutor:
                 loop.call_soon_threadsafe(ev.set)
             except RuntimeError:
                 pass  # loop already closed
+
+    # -- callback mode ----------------------------------------------------------------
+    def _launch(self, ordinal: int, intended: int) -> None:
+        start = self._clock()
+        if start - intended > self.drop_after_ns:
+            self._rec.record(self._label, "dropped", intended, None, start)
+            return
+        call = Call(self, intended, start)
+        self._in_flight += 1
+        self._live.append(call)
+        try:
+            self._astart(ordinal, call)  # type: ignore[misc]
+        except Exception as exc:  # a payload generator or the target failed before sending
+            call.done(_error_name(exc))
+
+    def _finish(self, call: Call, error: Any, flags: int) -> None:
+        self._in_flight -= 1
+        if error is None:
+            self._rec.record(self._label, "ok", call.intended, call.start, self._clock(), None, flags)
+        elif error is _TIMEOUT:
+            self._rec.record(self._label, "timeout", call.intended, call.start, call.start + self.timeout_ns)
+        else:
+            self._rec.record(self._label, "error", call.intended, call.start, self._clock(), error)
+        if self._waiting and not self._draining:
+            self._draining = True  # calls that end inside _launch do not recurse into here
+            try:
+                while self._waiting and self._in_flight < self.max_in_flight:
+                    self._launch(*self._waiting.popleft())
+            finally:
+                self._draining = False
+        if self._in_flight == 0 and self._idle is not None and not self._idle.done() and not self._waiting:
+            self._idle.set_result(None)
+
+    def _sweep(self) -> None:
+        live, now, timeout = self._live, self._clock(), self.timeout_ns
+        while live and (live[0].finished or now - live[0].start >= timeout):
+            call = live.popleft()
+            if not call.finished:
+                call.finished = True
+                try:
+                    self._acancel(call)  # type: ignore[misc]
+                except Exception:
+                    pass  # the call is over for the run either way; the sweeper must keep going
+                self._finish(call, _TIMEOUT, 0)
+        if self._idle is None or not self._idle.done():
+            self._loop.call_later(self._sweep_s, self._sweep)  # type: ignore[union-attr]
 
     def in_flight(self) -> int:
         return self._in_flight
@@ -144,6 +235,9 @@ class AsyncExecutor:
     async def _schedule_all(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
+        if self._astart is not None:
+            await self._schedule_callbacks()
+            return
         sem = asyncio.Semaphore(self.max_in_flight)
         tasks = set()
         clock = self._clock
@@ -171,3 +265,38 @@ class AsyncExecutor:
             # wait_for inside each task bounds this by the timeout (+ queueing for the semaphore,
             # which the drop rule bounds)
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _wait_until(self, intended: int) -> bool:
+        """Sleep to ``intended``; False when stop() came first."""
+        wait = intended - self._clock()
+        # plain sleeps (a wait_for per request costs a task and a timer handle); long gaps
+        # are cut into 50 ms slices so stop() is seen promptly. Whole milliseconds, rounded
+        # up: event-loop timers have 1 ms resolution and libuv's rounds down, which would
+        # spin; this bounds the lag added at 1 ms.
+        while wait > 0 and not self._stopping:
+            await asyncio.sleep(min(-(-wait // 1_000_000), 50) / 1e3)
+            wait = intended - self._clock()
+        return not self._stopping
+
+    async def _schedule_callbacks(self) -> None:
+        assert self._loop is not None
+        self._sweep_s = min(self.timeout_s / 20, 0.01)
+        self._loop.call_later(self._sweep_s, self._sweep)
+        clock, t0, lag, waiting = self._clock, self.t0_ns, self._lag, self._waiting
+        for ordinal, offset in self._schedule:
+            if self._stopping:
+                break
+            intended = t0 + offset
+            if intended > clock() and not await self._wait_until(intended):
+                break
+            if self._in_flight < self.max_in_flight and not waiting:
+                lag[min((clock() - intended) // LAG_BUCKET_NS, LAG_BUCKETS)] += 1
+                self._launch(ordinal, intended)
+            else:
+                waiting.append((ordinal, intended))
+        # every call ends by its deadline (the sweeper), so this wait is bounded by the timeout
+        # plus the queue ahead of the last request (which the drop rule bounds)
+        self._idle = self._loop.create_future()
+        if self._in_flight == 0 and not waiting:
+            self._idle.set_result(None)
+        await self._idle

@@ -1,25 +1,38 @@
-"""HTTP targets: the same open-loop schedule and three-time recording, over aiohttp.
+"""HTTP targets: the same open-loop schedule and three-time recording, over a keep-alive pool.
 
 A status outside 2xx is an ``error`` outcome with type ``HTTP <status>`` (so a shedding
-server's 503s are counted, not hidden); connection failures are errors named by their
-exception type; the per-call timeout cancels the request and records ``timeout``. The
-connection pool is sized to ``max_in_flight`` so the pool never queues silently: waiting
-for a free slot happens in the executor, where it shows as lag.
+server's 503s are counted, not hidden; redirects are not followed, so a 3xx shows too);
+connection failures are errors named by their exception type (``ConnectionRefusedError``,
+``ServerDisconnected`` …); the per-call timeout aborts the request's connection and
+records ``timeout``. The pool holds at most ``max_in_flight`` connections, so it never
+queues silently: waiting for a free slot happens in the executor, where it shows as lag.
+
+The executor drives the target through callbacks (``astart``/``acancel``, see
+``harness.aio_executor``); ``dispatch`` gives the same request as a coroutine for callers
+that want one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any, Callable, Dict, Mapping, Optional
+import re
+import ssl
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional
 from urllib.parse import urlsplit
 
-import aiohttp  # imported here, before the run's clock starts (the import takes ~0.1 s)
-
+from harness import __version__
+from harness.http_client import ConnectionPool
+from harness.payloads import JsonBody
+from harness.recorder import FLAG_CACHE_HIT, FLAG_FALLBACK
 from harness.targets import Target, TargetError, _import
 
-__all__ = ["build_http_target", "HttpError", "METHODS"]
+__all__ = ["build_http_target", "HttpError", "HttpAnswer", "METHODS", "flags_of_body"]
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 header name
+_CACHE_HIT = re.compile(rb'"cache_hit"\s*:\s*true')
+_FALLBACK = re.compile(rb'"fallback(?:_used)?"\s*:\s*true')
 
 
 class HttpError(Exception):
@@ -30,64 +43,183 @@ class HttpError(Exception):
         self.status = status
 
 
+class HttpAnswer(NamedTuple):
+    """A 2xx answer as the coroutine face returns it (``targets.flags_of`` reads the flags)."""
+
+    flags: int
+
+    @property
+    def cache_hit(self) -> bool:
+        return bool(self.flags & FLAG_CACHE_HIT)
+
+    @property
+    def fallback_used(self) -> bool:
+        return bool(self.flags & FLAG_FALLBACK)
+
+
+def flags_of_body(body: bytes) -> int:
+    """Cache-hit / fallback bits from a JSON answer, without parsing all of it (the reference
+    service's feature answers carry 256 floats; a full parse per answer would cost more than
+    the request)."""
+    if b'"cache_hit"' not in body and b'"fallback' not in body:
+        return 0
+    return (FLAG_CACHE_HIT if _CACHE_HIT.search(body) else 0) | (FLAG_FALLBACK if _FALLBACK.search(body) else 0)
+
+
+def _headers(settings: Mapping[str, Any]) -> Dict[str, str]:
+    raw = settings.get("headers") or {}
+    if not isinstance(raw, Mapping):
+        raise TargetError(f"http.headers: expected a mapping of name -> value, got {raw!r}")
+    out: Dict[str, str] = {}
+    for k, v in raw.items():
+        name, value = str(k), str(v)
+        if not _TOKEN.match(name):
+            raise TargetError(f"http.headers.{name}: not a valid header name")
+        if "\r" in value or "\n" in value:
+            raise TargetError(f"http.headers.{name}: a header value cannot contain a line break")
+        if name.lower() in ("content-length", "transfer-encoding", "connection", "host"):
+            raise TargetError(f"http.headers.{name}: set by the harness (keep-alive connection, exact length)")
+        out[name] = value
+    return out
+
+
+class _Request:
+    """Bytes on the wire for one target: the head is built once, the body per request."""
+
+    def __init__(self, method: str, url: str, headers: Mapping[str, str]) -> None:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise TargetError(f"target: bad port in {url!r}: {exc}") from None
+        self.host = host
+        self.port = port or (443 if parts.scheme == "https" else 80)
+        host_header = f"[{host}]" if ":" in host else host
+        if port is not None:
+            host_header += f":{port}"
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host_header}", f"User-Agent: lbh-harness/{__version__}",
+                 "Accept: */*"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        self.user_ctype = any(k.lower() == "content-type" for k in headers)
+        self.head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        self.bare = self.head + (b"Content-Length: 0\r\n\r\n" if method in ("POST", "PUT", "PATCH") else b"\r\n")
+        self.head_only = method == "HEAD"
+
+    def encode(self, body: Any) -> bytes:
+        if body is None:
+            return self.bare
+        if isinstance(body, JsonBody):
+            data, ctype = body, b"" if self.user_ctype else b"Content-Type: application/json\r\n"
+        elif isinstance(body, (bytes, bytearray, memoryview)):
+            data, ctype = bytes(body), b""
+        elif isinstance(body, str):
+            data, ctype = body.encode(), b""
+        else:
+            data = json.dumps(body, separators=(",", ":")).encode()
+            ctype = b"" if self.user_ctype else b"Content-Type: application/json\r\n"
+        return b"%s%sContent-Length: %d\r\n\r\n%s" % (self.head, ctype, len(data), data)
+
+
 def build_http_target(url: str, *, payload: Optional[str], settings: Mapping[str, Any], max_in_flight: int,
                       timeout_s: float) -> Target:
-    """``settings``: ``method`` (GET unless a payload is given, then POST) and ``headers``."""
+    """``settings``: ``method`` (GET unless a payload is given, then POST), ``headers``, and
+    ``verify`` (check the server's TLS certificate; default true)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise TargetError(f"target: not an http(s) URL: {url!r}")
-    unknown = sorted(set(settings) - {"method", "headers"})
+    unknown = sorted(set(settings) - {"method", "headers", "verify"})
     if unknown:
-        raise TargetError(f"http.{unknown[0]}: unknown setting (known: method, headers)")
+        raise TargetError(f"http.{unknown[0]}: unknown setting (known: method, headers, verify)")
     method = str(settings.get("method") or ("POST" if payload else "GET")).upper()
     if method not in METHODS:
         raise TargetError(f"http.method: expected one of {', '.join(METHODS)}, got {method!r}")
-    headers: Dict[str, str] = {str(k): str(v) for k, v in dict(settings.get("headers") or {}).items()}
+    verify = settings.get("verify", True)
+    if not isinstance(verify, bool):
+        raise TargetError(f"http.verify: expected true or false, got {verify!r}")
+    request = _Request(method, url, _headers(settings))
     make_body: Optional[Callable[[int], Any]] = _import(payload, "payload") if payload else None
     if make_body is not None:
-        make_body(0)  # a generator that builds a pool on first use does it now, not on the clock
+        request.encode(make_body(0))  # a generator that builds a pool on first use does it now, not on the clock
     label = f"{method} {parts.path or '/'}"
+    tls: Optional[ssl.SSLContext] = None
+    if parts.scheme == "https":
+        tls = ssl.create_default_context()
+        if not verify:
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE
     state: Dict[str, Any] = {}
 
+    def on_response(call: Any, status: int, body: bytes) -> None:
+        if 200 <= status < 300:
+            call.done(None, flags_of_body(body) if body else 0)
+        else:
+            call.done(f"HTTP {status}", 0)
+
+    def on_error(call: Any, name: str) -> None:
+        call.done(name, 0)
+
     async def open_() -> None:
-        connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=max_in_flight, ttl_dns_cache=300)
-        # The executor enforces the timeout (and records it at the deadline); this is a backstop.
-        state["session"] = aiohttp.ClientSession(connector=connector, headers=headers,
-                                                 timeout=aiohttp.ClientTimeout(total=timeout_s * 2))
+        state["pool"] = ConnectionPool(request.host, request.port, limit=max_in_flight, ssl=tls,
+                                       on_response=on_response, on_error=on_error)
 
     async def close_() -> None:
-        session = state.pop("session", None)
-        if session is not None:
-            await session.close()
+        pool = state.pop("pool", None)
+        if pool is not None:
+            await pool.close()
 
-    async def call(body: Any) -> Any:
-        session = state["session"]
-        kwargs: Dict[str, Any] = {}
-        if body is not None:
-            if isinstance(body, (bytes, bytearray)):
-                kwargs["data"] = bytes(body)
-            elif isinstance(body, str):
-                kwargs["data"] = body.encode()
-            else:
-                kwargs["data"] = json.dumps(body, separators=(",", ":")).encode()
-                kwargs["headers"] = {"Content-Type": "application/json"}
-        async with session.request(method, url, **kwargs) as resp:
-            data = await resp.read()
-            if not 200 <= resp.status < 300:
-                raise HttpError(resp.status)
-            ctype = resp.headers.get("Content-Type", "")
-            if ctype.startswith("application/json") and data:
-                try:
-                    return json.loads(data)
-                except ValueError:
-                    return None
-            return None
-
+    encode, head_only = request.encode, request.head_only
     if make_body is None:
-        def dispatch(k: int):
-            return label, call, (None,)
-    else:
-        def dispatch(k: int):
-            return label, call, (make_body(k),)
+        bare = request.bare
 
-    return Target(label, (label,), dispatch, is_async=True, aopen=open_, aclose=close_)
+        def astart(k: int, call: Any) -> None:
+            state["pool"].send(call, bare, head_only)
+    else:
+        def astart(k: int, call: Any) -> None:
+            state["pool"].send(call, encode(make_body(k)), head_only)
+
+    def acancel(call: Any) -> None:
+        pool = state.get("pool")
+        if pool is not None:
+            pool.cancel(call)
+
+    async def call_once(k: int) -> HttpAnswer:
+        """One request as a coroutine (closed-loop users call it); raises ``HttpError`` for a
+        non-2xx answer and ``ConnectionError`` (message: the error type) when the exchange
+        failed. Cancelling it aborts the request's connection."""
+        fut = asyncio.get_running_loop().create_future()
+        box = _FutureCall(fut)
+        try:
+            astart(k, box)
+            return await fut
+        except BaseException:
+            box.finished = True
+            acancel(box)
+            raise
+
+    def dispatch(k: int):
+        return label, call_once, (k,)
+
+    return Target(label, (label,), dispatch, is_async=True, aopen=open_, aclose=close_,
+                  astart=astart, acancel=acancel)
+
+
+class _FutureCall:
+    """A call whose end resolves a future (the coroutine face of the callback target)."""
+
+    __slots__ = ("fut", "handle", "finished")
+
+    def __init__(self, fut: "asyncio.Future[HttpAnswer]") -> None:
+        self.fut, self.handle, self.finished = fut, None, False
+
+    def done(self, error: Optional[str], flags: int) -> None:
+        if self.finished or self.fut.done():
+            return
+        self.finished = True
+        if error is None:
+            self.fut.set_result(HttpAnswer(flags))
+        elif error.startswith("HTTP "):
+            self.fut.set_exception(HttpError(int(error[5:])))
+        else:
+            self.fut.set_exception(ConnectionError(error))

@@ -199,8 +199,11 @@ class Progress:
         remaining = max(0.0, st.duration_s - el)
         bad = c["error"] + c["timeout"] + c["dropped"]
         p95_s = f"{p95:.1f} ms" if p95 is not None else "-"
+        # closed-loop users have no intended rate: say how many users are busy instead
+        target = (f"of {st.intended_rate():.1f}/s" if hasattr(st.profile, "rate_at")
+                  else f"({st.in_flight()} users busy)")
         return (f"[{st.scenario}] {el:5.1f}s / {st.duration_s:.0f}s (-{remaining:.0f}s)  "
-                f"rate {achieved:7.1f}/s of {st.intended_rate():.1f}/s  p95(1s) {p95_s}  "
+                f"rate {achieved:7.1f}/s {target}  p95(1s) {p95_s}  "
                 f"done {done}  err {c['error']} timeout {c['timeout']} dropped {c['dropped']}"
                 + (f"  ({bad / done:.1%} bad)" if done else ""))
 

@@ -113,14 +113,12 @@ class Run:
         sc = self.scenario
         drop_after = self.options.drop_after_s
         if sc.closed_loop:
-            from harness.users_executor import UsersExecutor
+            from harness.users_executor import AsyncUsersExecutor, UsersExecutor
 
             if target.is_async:
-                from harness.targets import TargetError
-
-                raise TargetError("profile.type: closed-loop users call sync targets only; for an async or HTTP "
-                                  "target use an arrival-rate profile (constant, ramp, …), which measures honestly")
-
+                return AsyncUsersExecutor(sc.profile, target.dispatch, lambda: recorder, duration_s=sc.duration,
+                                          timeout_s=sc.timeout, flags_of=flags_of, seed=sc.seed,
+                                          aopen=target.aopen, aclose=target.aclose)
             return UsersExecutor(sc.profile, target.dispatch, lambda: recorder, duration_s=sc.duration,
                                  timeout_s=sc.timeout, flags_of=flags_of, seed=sc.seed)
         schedule = sc.profile.arrivals()
@@ -134,7 +132,8 @@ class Run:
             return AsyncExecutor(schedule, target.dispatch, lambda: recorder,
                                  max_in_flight=sc.executor.max_in_flight, timeout_s=sc.timeout,
                                  drop_after_s=drop_after, flags_of=flags_of, aopen=target.aopen,
-                                 aclose=target.aclose)
+                                 aclose=target.aclose, astart=target.astart, acancel=target.acancel,
+                                 label=target.labels[0])
         threads = max(1, min(sc.executor.threads, sc.executor.max_in_flight))
         return ThreadExecutor(schedule, target.dispatch, lambda: recorder, threads=threads,
                               timeout_s=sc.timeout, drop_after_s=drop_after, flags_of=flags_of)
@@ -322,6 +321,7 @@ class Run:
         res_summary = resources.summary()
         health = judge_generator(
             executor.schedule_lag_percentile,
+            lag_counts=executor.lag_counts(),
             loop_cpu_fraction=getattr(executor, "loop_cpu_fraction", None),
             cpu_percent_mean=res_summary["process_cpu_percent_mean"],
             cpu_count=res_summary["cpu_count"],

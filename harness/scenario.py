@@ -77,6 +77,8 @@ TOP_LEVEL_KEYS: tuple[str, ...] = tuple(DEFAULTS)
 EXECUTOR_KEYS: tuple[str, ...] = ("type", "workers", "threads", "max_in_flight")
 _REPLACED_WHOLE = ("thresholds", "faults", "mix")
 _MODULE_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_.]*$")
+#: keys of the ``http`` mapping (harness.http_target reads them)
+HTTP_SETTINGS = ("method", "headers", "verify")
 _URL = re.compile(r"^https?://[^\s/]+(?:/\S*)?$")
 
 
@@ -148,7 +150,7 @@ class Scenario:
     faults: Mapping[str, Any] = field(default_factory=dict)
     #: settings for the embedded workloads' extractor (``ExtractorConfig`` fields)
     workload: Mapping[str, Any] = field(default_factory=dict)
-    #: for an http(s) target: method and headers
+    #: for an http(s) target: method, headers, verify (TLS certificate check)
     http: Mapping[str, Any] = field(default_factory=dict)
     seed: int | None = None
     description: str = ""
@@ -513,10 +515,10 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
 
     faults = mapping("faults", "fault name -> settings")
     workload = mapping("workload", "extractor settings (e.g. enable_fallback: false)")
-    http = mapping("http", "HTTP settings (method, headers)")
+    http = mapping("http", "HTTP settings (method, headers, verify)")
     for key in http:
-        if key not in ("method", "headers"):
-            c.add(f"http.{key}", "unknown key" + _suggest(key, ("method", "headers")))
+        if key not in HTTP_SETTINGS:
+            c.add(f"http.{key}", "unknown key" + _suggest(key, HTTP_SETTINGS))
 
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):

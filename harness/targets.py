@@ -39,6 +39,11 @@ class Target:
     #: async setup / teardown run inside the executor's event loop (an HTTP client session)
     aopen: Optional[Callable[[], Any]] = None
     aclose: Optional[Callable[[], Any]] = None
+    #: callback face (one label): ``astart(ordinal, call)`` begins a request that later calls
+    #: ``call.done(error_name_or_None, flags)``; ``acancel(call)`` abandons it at its deadline.
+    #: The asyncio executor prefers it to ``dispatch`` (no task per request).
+    astart: Optional[Callable[[int, Any], None]] = None
+    acancel: Optional[Callable[[Any], None]] = None
 
 
 def _noop() -> None:

@@ -8,6 +8,7 @@ time and lag is zero. Use an arrival-rate profile to measure latency honestly.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -15,7 +16,7 @@ from typing import Any, Callable, List, Optional
 
 from harness.executor import Dispatch
 
-__all__ = ["UsersExecutor"]
+__all__ = ["UsersExecutor", "AsyncUsersExecutor"]
 
 
 class UsersExecutor:
@@ -110,4 +111,75 @@ class UsersExecutor:
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
         self.abandoned = sum(1 for t in threads if t.is_alive())
+        return self.recorders
+
+
+class AsyncUsersExecutor(UsersExecutor):
+    """Virtual users as coroutines on one event loop, for ``async def`` and HTTP targets.
+
+    Unlike the threads, a call past its timeout is cancelled (for HTTP: its connection
+    aborted) and recorded at the deadline; the user then goes on.
+    """
+
+    def __init__(self, *args: Any, aopen: Optional[Callable[[], Any]] = None,
+                 aclose: Optional[Callable[[], Any]] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._aopen, self._aclose = aopen, aclose
+        self.loop_cpu_fraction: Optional[float] = None
+
+    async def _sleep_until(self, t_ns: int) -> bool:
+        """Sleep to ``t_ns`` in slices short enough to see stop(); False when stopped."""
+        while not self._stop.is_set():
+            wait = t_ns - self._clock()
+            if wait <= 0:
+                return True
+            await asyncio.sleep(min(wait / 1e9, 0.05))
+        return False
+
+    async def _auser(self, uid: int) -> None:
+        from harness.aio_executor import _error_name
+
+        clock, rec, users, timeout_s = self._clock, self._rec, self._users, self.timeout_ns / 1e9
+        rng = random.Random(None if self._seed is None else self._seed * 100_003 + uid)
+        end_at = self.t0_ns + self.duration_ns
+        if not await self._sleep_until(self.t0_ns + users.start_offset_ns(uid)):
+            return
+        done = 0
+        while not self._stop.is_set() and clock() < end_at:
+            if users.iterations is not None and done >= users.iterations:
+                return
+            label, fn, args = self._dispatch(self._next_ordinal())
+            start = clock()
+            self._active += 1
+            try:
+                result = await asyncio.wait_for(fn(*args), timeout_s)
+                rec.record(label, "ok", start, start, clock(), None, self._flags_of(result) if self._flags_of else 0)
+            except asyncio.TimeoutError:
+                rec.record(label, "timeout", start, start, start + self.timeout_ns)
+            except Exception as exc:
+                rec.record(label, "error", start, start, clock(), _error_name(exc))
+            finally:
+                self._active -= 1
+            done += 1
+            think = users.think_ns(rng)
+            if think and not await self._sleep_until(clock() + think):
+                return
+
+    async def _main(self) -> None:
+        cpu0, wall0 = time.thread_time(), time.perf_counter()
+        if self._aopen is not None:
+            await self._aopen()
+        try:
+            await asyncio.gather(*(self._auser(uid) for uid in self._users.user_ids))
+        finally:
+            if self._aclose is not None:
+                await self._aclose()
+            wall = time.perf_counter() - wall0
+            self.loop_cpu_fraction = (time.thread_time() - cpu0) / wall if wall > 1.0 else None
+
+    def run(self, t0_ns: Optional[int] = None) -> List[Any]:
+        from harness.aio_executor import _run_loop
+
+        self.t0_ns = self._clock() if t0_ns is None else t0_ns
+        _run_loop(self._main())
         return self.recorders

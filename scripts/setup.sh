@@ -11,7 +11,9 @@ command -v prometheus >/dev/null 2>&1 || need_bins+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need_bins+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 || need_bins+=(prometheus-alertmanager)
 command -v amtool >/dev/null 2>&1 || need_bins+=(prometheus-alertmanager)
-# for the tests: kustomize builds (kubectl), the HTML report in headless Chromium
+# for the tests: kustomize builds (kubectl), the HTML report in headless Chromium, a
+# self-signed certificate for the HTTPS client test (openssl)
+command -v openssl >/dev/null 2>&1 || need_bins+=(openssl)
 command -v kubectl >/dev/null 2>&1 || need_bins+=(kubectl)
 command -v chromium >/dev/null 2>&1 || need_bins+=(chromium fonts-dejavu-core)
 if ((${#need_bins[@]})); then

@@ -169,3 +169,20 @@ def test_a_saturated_event_loop_makes_the_run_invalid():
     health = judge_generator(lambda p: 0.1, cpu_percent_mean=50.0, cpu_count=2, loop_cpu_fraction=0.97)
     assert not health.valid and "event loop" in health.reasons[0]
     assert judge_generator(lambda p: 0.1, cpu_percent_mean=50.0, cpu_count=2, loop_cpu_fraction=0.3).valid
+
+
+def test_one_late_start_in_a_short_run_is_not_enough_to_void_it():
+    from harness.executor import LAG_BUCKET_NS, LAG_BUCKETS
+
+    def counts(late_ms):
+        c = [0] * (LAG_BUCKETS + 1)
+        c[1] = 60 - len(late_ms)
+        for ms in late_ms:
+            c[int(ms * 1e6 // LAG_BUCKET_NS)] += 1
+        return c
+
+    for late, valid in (([7.0], True), ([7.0, 9.0], False), ([5.01], True), ([4.9, 4.9], True)):
+        c = counts(late)
+        health = judge_generator(lambda p, c=c: lag_percentile(c, p), cpu_percent_mean=1.0, cpu_count=2,
+                                 lag_counts=c)
+        assert health.valid is valid, (late, health.reasons)

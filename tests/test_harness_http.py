@@ -41,6 +41,11 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(404)
 
+    def do_HEAD(self):  # noqa: N802 - the headers of GET /ok (Content-Length 11), no body
+        self.send_response(200)
+        self.send_header("Content-Length", "11")
+        self.end_headers()
+
     def do_POST(self):  # noqa: N802
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n)
@@ -96,7 +101,7 @@ def test_connection_refused_is_an_error(server):
     r = run({"target": f"http://127.0.0.1:{port}/x", "duration": "1s", "profile.rate": 10})
     (t,) = r["summary"]["targets"].values()
     assert t["outcomes"]["error"] == 10
-    assert "ClientConnectorError" in t["errors"]
+    assert "ConnectionRefusedError" in t["errors"]
 
 
 def test_post_with_payload_generator_and_headers(server):
@@ -115,3 +120,69 @@ def test_http_settings_are_validated():
     sc = load_scenario(None, {"target": "http://127.0.0.1:1/", "http": {"method": "BREW"}}, env={})
     with pytest.raises(TargetError, match="http.method"):
         Run(sc, RunOptions(metrics_port=None, progress="off")).execute()
+
+
+def test_head_requests_complete_without_a_body(server):
+    r = run({"target": server + "/ok", "duration": "1s", "profile.rate": 10, "http": {"method": "HEAD"}})
+    assert r["summary"]["targets"]["HEAD /ok"]["outcomes"]["ok"] == 10
+
+
+def test_the_coroutine_face_gives_flags_and_raises_http_errors(server):
+    import asyncio
+
+    from harness.http_target import HttpError, build_http_target
+
+    async def main():
+        ok = build_http_target(server + "/cached", payload=None, settings={}, max_in_flight=2, timeout_s=1.0)
+        busy = build_http_target(server + "/busy", payload=None, settings={}, max_in_flight=2, timeout_s=1.0)
+        await ok.aopen()
+        await busy.aopen()
+        try:
+            _label, fn, args = ok.dispatch(0)
+            answer = await fn(*args)
+            _label, fn, args = busy.dispatch(0)
+            with pytest.raises(HttpError) as err:
+                await fn(*args)
+            return answer.flags, answer.cache_hit, err.value.status
+        finally:
+            await ok.aclose()
+            await busy.aclose()
+
+    assert asyncio.run(main()) == (1, True, 503)
+
+
+def test_flags_come_from_the_answer_without_parsing_all_of_it():
+    from harness.http_target import flags_of_body
+
+    assert flags_of_body(b'{"features":[0.1,0.2],"cache_hit":true,"fallback_used":false}') == 1
+    assert flags_of_body(b'{"cache_hit": false, "fallback_used": true}') == 2
+    assert flags_of_body(b'{"fallback":true,"cache_hit":true}') == 3
+    assert flags_of_body(b'{"ok":true}') == 0
+
+
+@pytest.mark.parametrize("settings, field", [
+    ({"headers": {"Bad Name": "x"}}, "http.headers.Bad Name"),
+    ({"headers": {"X-A": "1\r\nX-Injected: 1"}}, "http.headers.X-A"),
+    ({"headers": {"Content-Length": "5"}}, "http.headers.Content-Length"),
+    ({"headers": ["X-A"]}, "http.headers"),
+    ({"verify": "no"}, "http.verify"),
+])
+def test_bad_http_settings_name_the_field(settings, field):
+    from harness.http_target import build_http_target
+
+    with pytest.raises(TargetError, match=field.replace(".", r"\.")):
+        build_http_target("http://127.0.0.1:1/x", payload=None, settings=settings, max_in_flight=1, timeout_s=1.0)
+
+
+def test_closed_loop_users_over_http(server):
+    # 3 users x 4 iterations: every call counted; /slow times out (cancelled, recorded at the deadline)
+    r = run({"target": server + "/cached", "duration": "2s",
+             "profile": {"type": "users", "vus": 3, "iterations": 4}})
+    t = r["summary"]["targets"]["GET /cached"]
+    assert t["outcomes"]["ok"] == 12 and t["cache_hit_rate"] == 1.0
+    t0 = time.monotonic()
+    r = run({"target": server + "/slow", "duration": "1s", "timeout": "200ms",
+             "profile": {"type": "users", "vus": 2, "iterations": 2}})
+    assert time.monotonic() - t0 < 3
+    t = r["summary"]["targets"]["GET /slow"]
+    assert t["outcomes"]["timeout"] == 4 and 199 <= t["service_time"]["max"] <= 201

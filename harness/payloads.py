@@ -17,10 +17,11 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-__all__ = ["feature_window", "mc_var", "env_step", "window_pool", "pool_index", "POOL_SIZE", "JsonBody",
-           "json_body"]
+__all__ = ["feature_window", "feature_window_hot", "feature_window_cycle", "mc_var", "env_step", "window_pool",
+           "pool_index", "POOL_SIZE", "HOT_WINDOWS", "JsonBody", "json_body"]
 
 POOL_SIZE = 2048  # distinct windows: more than the default cache holds, so a walk stays cold
+HOT_WINDOWS = 64  # few enough that the service's cache serves most requests
 
 
 @functools.lru_cache(maxsize=4)
@@ -56,6 +57,21 @@ def feature_window(k: int) -> JsonBody:
     """``POST /v1/features``: a 60 x 15 window from the pool (cold cache), encoded."""
     pool = _encoded_windows()
     return pool[pool_index(k, len(pool))]
+
+
+def feature_window_cycle(n: int):
+    """A generator cycling the pool's first ``n`` windows (``n`` small: cache hits)."""
+    if not 1 <= n <= POOL_SIZE:
+        raise ValueError(f"windows: expected 1..{POOL_SIZE}, got {n}")
+
+    def feature_window_n(k: int) -> JsonBody:
+        return _encoded_windows()[k % n]
+
+    return feature_window_n
+
+
+#: ``POST /v1/features`` cycling 64 windows: the cache-hit panels have something to show
+feature_window_hot = feature_window_cycle(HOT_WINDOWS)
 
 
 def mc_var(k: int) -> Dict[str, Any]:

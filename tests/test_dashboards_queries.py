@@ -221,7 +221,6 @@ def test_http_service_queries_return_data_against_the_service() -> None:
     require_binary("prometheus", "prometheus")
     require_binary("prometheus-alertmanager", "prometheus-alertmanager")
     import socket
-    import sys
 
     from prometheus_client import CollectorRegistry
 
@@ -233,24 +232,19 @@ def test_http_service_queries_return_data_against_the_service() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         harness_port = sock.getsockname()[1]
-    compose_dir = str(Path(__file__).resolve().parent.parent / "deploy" / "compose")
     config = ServiceConfig.from_env({"LBH_SERVICE_WARMUP_INFERENCES": "1", "LBH_FAULT_ERROR_RATE": "0.1"})
     queries = _local_queries_all()
     report: Dict[str, Any] = {}
     threads: List[threading.Thread] = []
-    sys.path.insert(0, compose_dir)  # the compose scenario's payload module
-    try:
-        with ServiceThread(config, registry=CollectorRegistry()) as svc, \
-                LocalStack({"harness": [f"127.0.0.1:{harness_port}"], "service": [f"127.0.0.1:{svc.port}"]},
-                           scrape_interval_s=1.0) as stack:
-            on_started = _checker(queries, lambda run: stack.prometheus_url, report, threads)
-            sc = load_scenario(None, {"target": f"{svc.url}/v1/features", "payload": "compose_payloads:features",
-                                      "duration": f"{RUN_S}s", "profile.rate": 15}, env={})
-            Run(sc, RunOptions(metrics_port=harness_port, progress="off", install_signal_handlers=False,
-                               on_started=on_started)).execute()
-            _assert_report(report, threads, 45)
-    finally:
-        sys.path.remove(compose_dir)
+    with ServiceThread(config, registry=CollectorRegistry()) as svc, \
+            LocalStack({"harness": [f"127.0.0.1:{harness_port}"], "service": [f"127.0.0.1:{svc.port}"]},
+                       scrape_interval_s=1.0) as stack:
+        on_started = _checker(queries, lambda run: stack.prometheus_url, report, threads)
+        sc = load_scenario(None, {"target": f"{svc.url}/v1/features", "payload": "harness.payloads:feature_window_hot",
+                                  "duration": f"{RUN_S}s", "profile.rate": 15}, env={})
+        Run(sc, RunOptions(metrics_port=harness_port, progress="off", install_signal_handlers=False,
+                           on_started=on_started)).execute()
+        _assert_report(report, threads, 45)
 
 
 def _local_queries_all() -> List[Tuple[str, str, Dict[str, Any]]]:

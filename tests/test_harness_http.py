@@ -186,3 +186,12 @@ def test_closed_loop_users_over_http(server):
     assert time.monotonic() - t0 < 3
     t = r["summary"]["targets"]["GET /slow"]
     assert t["outcomes"]["timeout"] == 4 and 199 <= t["service_time"]["max"] <= 201
+
+
+def test_pre_encoded_json_bodies_are_sent_as_json(server):
+    Handler.bodies = []
+    r = run({"target": server + "/echo", "duration": "1s", "profile.rate": 5,
+             "payload": "harness.payloads:feature_window_hot"})
+    assert r["summary"]["targets"]["POST /echo"]["outcomes"]["ok"] == 5
+    ctype, _xrun, body = Handler.bodies[0]
+    assert ctype == "application/json" and len(body["window"]) == 60

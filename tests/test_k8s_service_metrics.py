@@ -45,7 +45,8 @@ def service():
 def scraped(service):
     """Sample names of one /metrics scrape taken after a feature request."""
     body = _payload_module().features_body(0)
-    r = httpx.post(service.url + "/v1/features", json=body, timeout=30)
+    r = httpx.post(service.url + "/v1/features", content=body, headers={"Content-Type": "application/json"},
+                   timeout=30)
     assert r.status_code == 200, r.text
     text = httpx.get(service.url + "/metrics", timeout=10).text
     names = set()

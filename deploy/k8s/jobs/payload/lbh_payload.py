@@ -1,18 +1,21 @@
 """Request bodies for POST /v1/features: ``features_body(k)`` is the body of request ``k``.
 
-Each request gets its own market window (seeded by its ordinal, so the N pods never send
-the same one and the service's cache does not flatter the result). Set
-``LBH_PAYLOAD_WINDOWS=<n>`` to cycle through n windows instead (cache hits).
+This file is a ConfigMap mounted on PYTHONPATH: edit it to send other bodies without
+rebuilding the image. By default it uses the harness's own generator, a walk through
+2,048 seeded market windows (more than the service's cache holds, so the cache does not
+flatter the result; the N pods' segments take different requests of the same walk). Set
+``LBH_PAYLOAD_WINDOWS=<n>`` to cycle n windows instead (cache hits).
 """
 
 import os
 
-from workloads import MarketDataGenerator
+from harness.payloads import feature_window, feature_window_cycle
 
-TIMESTEPS = int(os.environ.get("LBH_PAYLOAD_TIMESTEPS", "60"))
 DISTINCT = int(os.environ.get("LBH_PAYLOAD_WINDOWS", "0"))
 
+_body = feature_window_cycle(DISTINCT) if DISTINCT > 0 else feature_window
 
-def features_body(k: int) -> dict:
-    seed = k % DISTINCT if DISTINCT > 0 else k
-    return {"window": MarketDataGenerator(seed).window(TIMESTEPS).astype(float).tolist()}
+
+def features_body(k: int) -> bytes:
+    """The body of request ``k`` (JSON, encoded once per window; the harness sends it as is)."""
+    return _body(k)

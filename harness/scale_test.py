@@ -25,6 +25,12 @@ Verdicts, computed from the timeline (see :func:`analyse`):
   initial count before more replicas were ready (under a ramp: the most one replica took),
   and their ratio, the scaling efficiency (gated only with ``--min-efficiency``).
 
+* **time to scale down** (with ``--watch-scale-down DURATION``): after the load the
+  sampler goes on until the desired and ready replicas are back to their initial count,
+  or for at most DURATION; the time from the load's end to each (gated only with
+  ``--max-scale-down-seconds``). The HPA's default scale-down stabilization window is
+  300 s, so watch a little longer than that (or than your ``behavior.scaleDown``).
+
 Sampling resolution is the interval: each time is exact to ± one interval.
 
 Exit code: the harness's own (99 thresholds, 98 invalid generator, 105 interrupted) if it
@@ -80,6 +86,8 @@ class ScaleTestConfig:
     max_recovery_s: Optional[float] = None
     min_efficiency: Optional[float] = None
     list_pods: bool = True
+    watch_down_s: float = 0.0              # after the load: sample until replicas are back, at most this
+    max_scale_down_s: Optional[float] = None
 
 
 @dataclass
@@ -143,6 +151,24 @@ class Sampler:
             self._thread.join(timeout=self.kube.request_timeout_s * 3 + 5)
         if final and self._run is not None:
             self._take(after_load=True)
+
+    def watch_down(self, seconds: float, back_to: int) -> str:
+        """After the load: sample every interval until the desired and ready replicas are
+        back to ``back_to``, or ``seconds`` passed. Returns ``"scaled_down"``, ``"timeout"``
+        or ``"interrupted"`` (Ctrl-C ends the watch, not the result)."""
+        end = self._run.state.elapsed_s() + seconds
+        try:
+            while True:
+                s = self._take(after_load=True, cooldown=True)
+                if (not s.get("error") and s.get("desired_replicas") is not None
+                        and int(s["desired_replicas"]) <= back_to and int(s.get("ready_replicas") or 0) <= back_to):
+                    return "scaled_down"
+                now = self._run.state.elapsed_s()
+                if now >= end:
+                    return "timeout"
+                time.sleep(min(self.cfg.interval_s, end - now))
+        except KeyboardInterrupt:
+            return "interrupted"
 
     def _loop(self) -> None:
         k = 0
@@ -215,11 +241,13 @@ class Sampler:
                            "pending": sum(p.phase == "Pending" for p in pods)}
         return out
 
-    def _take(self, *, after_load: bool) -> Dict[str, Any]:
+    def _take(self, *, after_load: bool, cooldown: bool = False) -> Dict[str, Any]:
         t = max(0.0, self._run.state.elapsed_s())
         sample: Dict[str, Any] = {"t_s": round(t, 3)}
         if after_load:
             sample["after_load"] = True
+        if cooldown:
+            sample["cooldown"] = True
         sample.update(self._load_side(t))
         started = time.perf_counter()
         try:
@@ -239,7 +267,7 @@ def _fmt(v: Any, spec: str = ".0f") -> str:
 
 
 def format_sample(s: Dict[str, Any]) -> str:
-    head = (f"scale-test t={s['t_s']:7.1f}s offered {_fmt(s.get('offered_rps'))}/s "
+    head = (f"scale-test t={s['t_s']:7.1f}s{' [after load]' if s.get('cooldown') else ''} offered {_fmt(s.get('offered_rps'))}/s "
             f"achieved {_fmt(s.get('achieved_rps'))}/s p95 {_fmt(s.get('p95_ms'), '.1f')}ms")
     if s.get("error"):
         return f"{head} | kubernetes: {s['error']}"
@@ -392,9 +420,47 @@ def analyse(timeline: List[Dict[str, Any]], cfg: ScaleTestConfig) -> Dict[str, A
                          + (f" (min {cfg.min_efficiency:g})" if eff_gated else "")}
     checks.append({"name": "throughput_per_replica", "gated": eff_gated, "value": eff, "limit": cfg.min_efficiency,
                    **ec})
+    checks.append(_scale_down_check(timeline, ok, cfg, res, initial_desired, initial_ready, scaled))
     res["checks"] = checks
     res["passed"] = all(c["passed"] for c in checks if c["gated"])
     return res
+
+
+def _scale_down_check(timeline: List[Dict[str, Any]], ok: List[Dict[str, Any]], cfg: ScaleTestConfig,
+                      res: Dict[str, Any], initial_desired: int, initial_ready: int,
+                      scaled: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Time from the load's end to the replicas back at their initial count (``res`` gets
+    the figures); watched only with ``watch_down_s``."""
+    load_end = next((s["t_s"] for s in timeline if s.get("after_load")), None)
+    after = [s for s in ok if s.get("after_load")]
+    down = _first(after, lambda s: int(s["desired_replicas"] or 0) <= initial_desired)
+    ready_down = _first(after, lambda s: int(s.get("ready_replicas") or 0) <= initial_ready)
+    watched = any(s.get("cooldown") for s in timeline)
+    res["load_ended_at_s"] = load_end
+    res["time_to_scale_down_s"] = (round(down["t_s"] - load_end, 3)
+                                   if (watched and down and scaled and load_end is not None) else None)
+    res["time_to_ready_down_s"] = (round(ready_down["t_s"] - load_end, 3)
+                                   if (watched and ready_down and scaled and load_end is not None) else None)
+    gated, limit = cfg.max_scale_down_s is not None, cfg.max_scale_down_s
+    base = {"name": "scale_down", "gated": gated, "value": res["time_to_scale_down_s"], "limit": limit}
+    if not watched:
+        return {**base, "gated": False, "passed": True,
+                "message": "not watched (--watch-scale-down DURATION samples the replicas after the load)"}
+    if scaled is None:
+        return {**base, "passed": True, "message": "no scale-up during the load, so none to undo"}
+    if down is None or load_end is None:
+        last = after[-1] if after else ok[-1]
+        return {**base, "passed": False,
+                "message": f"still {last['desired_replicas']} desired replicas (initial {initial_desired}) "
+                           f"{last['t_s'] - (load_end or 0.0):.1f}s after the load ended (the HPA's default "
+                           "scale-down stabilization is 300 s)"}
+    t_down = res["time_to_scale_down_s"]
+    passed = not gated or t_down <= limit
+    ready = res["time_to_ready_down_s"]
+    return {**base, "passed": passed,
+            "message": f"desired replicas back to {initial_desired} {t_down:.1f}s after the load ended"
+                       + (f", ready back to {initial_ready} after {ready:.1f}s" if ready is not None else "")
+                       + (f" ({'<=' if passed else '>'} {limit:g}s)" if gated else "")}
 
 
 def _span_rate(samples: List[Dict[str, Any]]) -> Tuple[Optional[float], Optional[List[float]]]:
@@ -438,7 +504,17 @@ def run_scale_test(scenario: Any, kube: Kube, cfg: ScaleTestConfig, options: Any
     finally:
         opts.on_started = user_started
         sampler.stop(final=sampler._run is not None)
+    watch_end = None
+    if cfg.watch_down_s > 0 and sampler._run is not None and result.get("status") == "completed":
+        first_ok = next((s for s in sampler.timeline if not s.get("error") and s.get("desired_replicas") is not None),
+                        None)
+        back_to = int(first_ok["desired_replicas"]) if first_ok else pre.hpa.min_replicas or 1
+        if stream is not None:
+            print(f"harness: scale-test: load done; watching the replicas return to {back_to} "
+                  f"(at most {cfg.watch_down_s:g}s, Ctrl-C ends the watch)", file=stream, flush=True)
+        watch_end = sampler.watch_down(cfg.watch_down_s, back_to)
     verdicts = analyse(sampler.timeline, cfg)
+    verdicts["scale_down_watch"] = watch_end
     result["scale_test"] = {
         "schema": SCALE_SCHEMA,
         "kubernetes": {"source": kube.source, "api_server": kube.host, "namespace": cfg.namespace,
@@ -448,7 +524,8 @@ def run_scale_test(scenario: Any, kube: Kube, cfg: ScaleTestConfig, options: Any
                                    for m in pre.hpa.metrics]},
         "settings": {"interval_s": cfg.interval_s, "budget_ms": cfg.budget_ms,
                      "max_scale_up_s": cfg.max_scale_up_s, "max_recovery_s": cfg.max_recovery_s,
-                     "min_efficiency": cfg.min_efficiency},
+                     "min_efficiency": cfg.min_efficiency, "watch_down_s": cfg.watch_down_s,
+                     "max_scale_down_s": cfg.max_scale_down_s},
         "timeline": sampler.timeline,
         "verdicts": verdicts,
     }
@@ -526,6 +603,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="metric above target -> first scale-up must take at most this (default 300)")
     v.add_argument("--max-recovery-seconds", type=float,
                    help="fail when p95 takes longer than this to return under budget (default: report only)")
+    v.add_argument("--watch-scale-down", metavar="DURATION",
+                   help="after the load, keep sampling until the replicas are back to their initial count, "
+                        "at most DURATION (e.g. 6m: the HPA's default scale-down window is 5m; default: off)")
+    v.add_argument("--max-scale-down-seconds", type=float,
+                   help="fail when the desired replicas take longer than this after the load to return "
+                        "(needs --watch-scale-down; default: report only)")
     v.add_argument("--min-efficiency", type=float,
                    help="fail when end throughput per replica / one-replica throughput is below this "
                         "(default: report only)")
@@ -616,6 +699,20 @@ def run(args: argparse.Namespace) -> int:
     for flag, val in (("--budget-ms", args.budget_ms), ("--max-scale-up-seconds", args.max_scale_up_seconds)):
         if val <= 0:
             return usage(f"{flag}: must be > 0, got {val:g}")
+    watch_down = 0.0
+    if args.watch_scale_down is not None:
+        try:
+            watch_down = parse_duration(args.watch_scale_down)
+        except ValueError as exc:
+            return usage(f"--watch-scale-down: {exc}")
+        if watch_down <= 0:
+            return usage(f"--watch-scale-down: must be > 0, got {args.watch_scale_down!r}")
+    if args.max_scale_down_seconds is not None:
+        if args.max_scale_down_seconds <= 0:
+            return usage(f"--max-scale-down-seconds: must be > 0, got {args.max_scale_down_seconds:g}")
+        if watch_down < args.max_scale_down_seconds:
+            return usage("--max-scale-down-seconds: needs --watch-scale-down at least as long "
+                         f"(got {watch_down:g}s of watching)")
     try:
         scenario = build_scenario(args)
     except ScenarioError as exc:
@@ -627,7 +724,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = ScaleTestConfig(hpa=args.hpa, namespace=args.namespace or kube.default_namespace,
                           deployment=args.deployment, interval_s=interval, budget_ms=args.budget_ms,
                           max_scale_up_s=args.max_scale_up_seconds, max_recovery_s=args.max_recovery_seconds,
-                          min_efficiency=args.min_efficiency, list_pods=not args.no_pods)
+                          min_efficiency=args.min_efficiency, list_pods=not args.no_pods,
+                          watch_down_s=watch_down, max_scale_down_s=args.max_scale_down_seconds)
     kube.request_timeout_s = max(1.0, min(5.0, interval))
     stream = None if args.quiet else sys.stderr
     try:

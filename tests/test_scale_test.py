@@ -393,7 +393,8 @@ def test_analyse_edge_cases():
     never = scale_test.analyse([_s(0, 1, 1, ok_total=0), _s(5, 1, 1, ok_total=50)], cfg)
     assert never["passed"] is False and "did not test scaling" in never["checks"][0]["message"]
     assert never["throughput_per_replica"]["efficiency"] is None
-    assert "no change of ready replicas" in never["checks"][-1]["message"]
+    assert "no change of ready replicas" in next(c for c in never["checks"]
+                                                 if c["name"] == "throughput_per_replica")["message"]
     none = scale_test.analyse([{"t_s": 0, "error": "boom"}], cfg)
     assert none["passed"] is False and none["failed_samples"] == 1
     early = scale_test.analyse([_s(0, 1, 1), _s(5, 2, 1), _s(10, 2, 2, above=["Resource/cpu"])], cfg)
@@ -411,3 +412,66 @@ def test_analyse_edge_cases():
     assert (tp["baseline_rps_per_replica"], tp["end_rps_per_replica"], tp["efficiency"]) == (40.0, 30.0, 0.75)
     assert (tp["baseline_span_s"], tp["end_span_s"]) == ([0, 10], [15, 20])
     assert two["time_to_scale_up_s"] == 5 and two["peak_replicas"] == 4
+
+
+def test_scale_down_verdict_from_the_samples_after_the_load():
+    cfg = scale_test.ScaleTestConfig(hpa=HPA, namespace=NS, interval_s=5)
+    up = [_s(0, 1, 1), _s(5, 3, 1, above=["x"]), _s(10, 3, 3), _s(15, 3, 3, after_load=True)]
+    check = lambda v: next(c for c in v["checks"] if c["name"] == "scale_down")  # noqa: E731
+    unwatched = scale_test.analyse(up, cfg)
+    assert not check(unwatched)["gated"] and "not watched" in check(unwatched)["message"]
+    assert unwatched["time_to_scale_down_s"] is None
+    cool = up + [_s(20, 3, 3, after_load=True, cooldown=True), _s(25, 1, 3, after_load=True, cooldown=True),
+                 _s(30, 1, 1, after_load=True, cooldown=True)]
+    v = scale_test.analyse(cool, cfg)
+    assert (v["load_ended_at_s"], v["time_to_scale_down_s"], v["time_to_ready_down_s"]) == (15, 10, 15)
+    assert check(v)["passed"] and "back to 1 10.0s after" in check(v)["message"]
+    strict = scale_test.analyse(cool, scale_test.ScaleTestConfig(hpa=HPA, namespace=NS, interval_s=5,
+                                                                 max_scale_down_s=5))
+    assert strict["passed"] is False and check(strict)["gated"] and "> 5s" in check(strict)["message"]
+    stuck = scale_test.analyse(up + [_s(20, 3, 3, after_load=True, cooldown=True)],
+                               scale_test.ScaleTestConfig(hpa=HPA, namespace=NS, interval_s=5, max_scale_down_s=60))
+    assert stuck["passed"] is False and "still 3 desired replicas" in check(stuck)["message"]
+
+
+def test_watch_scale_down_samples_until_the_replicas_are_back(tmp_path):
+    """A 3 s constant load; the fake HPA scales 1 -> 3 at 1 s and back to 1 at 4.5 s (ready
+    at 5 s): the watch ends once they are back, well before its 20 s limit."""
+    sched = (Keyframe(0.0, 50, "2", 1, 1), Keyframe(0.5, 90, "6", 1, 1), Keyframe(1.0, 90, "6", 3, 3),
+             Keyframe(4.5, 20, "1", 1, 3), Keyframe(5.0, 20, "1", 1, 1))
+    with FakeKubeAPI(namespace=NS, schedule=sched) as api:
+        svc = Service()
+        original_start = scale_test.Sampler.start
+
+        def start(self, run):
+            api.start_clock()
+            return original_start(self, run)
+
+        scale_test.Sampler.start = start
+        out = tmp_path / "r.json"
+        t0 = time.monotonic()
+        try:
+            code = _run_cli(["--hpa", HPA, "--server", api.url, "-n", NS, "--target", svc.url, "--profile", "constant",
+                             "--rate", "20", "--duration", "3s", "--interval", "0.5s", "--lag-bound-ms", "1000",
+                             "--watch-scale-down", "20s", "--max-scale-down-seconds", "10", "--out", str(out),
+                             "--quiet"])
+        finally:
+            scale_test.Sampler.start = original_start
+            svc.close()
+        took = time.monotonic() - t0
+    r = json.loads(out.read_text())
+    v = r["scale_test"]["verdicts"]
+    assert code == 0 and v["scale_down_watch"] == "scaled_down" and took < 15
+    assert v["time_to_scale_down_s"] == pytest.approx(1.5, abs=0.8)
+    assert v["time_to_ready_down_s"] == pytest.approx(2.0, abs=0.8)
+    cooldown = [s for s in r["scale_test"]["timeline"] if s.get("cooldown")]
+    assert cooldown and cooldown[-1]["desired_replicas"] == 1 and cooldown[-1]["achieved_rps"] == 0
+
+
+def test_scale_down_flags_are_checked(tmp_path, capsys):
+    code = _run_cli(["--hpa", HPA, "--server", "http://127.0.0.1:1", "--target", "http://x/", "--watch-scale-down",
+                     "1m", "--max-scale-down-seconds", "120"])
+    assert code == 2 and "--max-scale-down-seconds: needs --watch-scale-down" in capsys.readouterr().err
+    code = _run_cli(["--hpa", HPA, "--server", "http://127.0.0.1:1", "--target", "http://x/", "--watch-scale-down",
+                     "soon"])
+    assert code == 2 and "--watch-scale-down" in capsys.readouterr().err

@@ -11,6 +11,11 @@ connection carrying it there) and ``finished`` (a call finished elsewhere, e.g. 
 while waiting for a connection, is skipped). Answers and failures go to the two callbacks
 given at construction. One request per connection at a time (no pipelining); a pool never
 opens more than ``limit`` connections, and calls beyond that wait in FIFO order.
+
+A server may close an idle keep-alive connection just as a request goes out on it (its
+idle timeout racing the next request). An idempotent request that got no byte of answer on
+a reused connection is therefore sent once more on another connection, as Go's net/http
+and urllib3 do; anything else is reported.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ OnError = Callable[[Any, str], None]
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; ``httptools`` calls the ``on_*`` methods while parsing."""
 
-    __slots__ = ("pool", "transport", "parser", "call", "body", "head_only", "done_in_headers")
+    __slots__ = ("pool", "transport", "parser", "call", "body", "head_only", "done_in_headers", "data",
+                 "retry", "served", "answered")
 
     def __init__(self, pool: "ConnectionPool") -> None:
         self.pool = pool
@@ -46,6 +52,10 @@ class _Connection(asyncio.Protocol):
         self.body: List[bytes] = []
         self.head_only = False  # a HEAD answer has a Content-Length but no body
         self.done_in_headers = False
+        self.data = b""         # the request in flight (sent again if the server closed an idle connection)
+        self.retry = False      # may it be sent again (idempotent)?
+        self.served = 0         # answers completed on this connection
+        self.answered = False   # any byte of the current answer yet?
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -62,6 +72,7 @@ class _Connection(asyncio.Protocol):
             # bytes nobody asked for (a server that answers twice): the connection is unusable
             self.transport.abort()
             return
+        self.answered = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -75,6 +86,9 @@ class _Connection(asyncio.Protocol):
         self.pool._lost(self)
         if self.call is not None:
             call, self.call = self.call, None
+            if self.retry and self.served and not self.answered and not self.pool._closed:
+                self.pool.send(call, self.data, self.head_only, False)  # the idle-close race: once more
+                return
             self.pool.on_error(call, type(exc).__name__ if exc is not None else SERVER_DISCONNECTED)
 
     # -- httptools callbacks --------------------------------------------------------
@@ -89,9 +103,12 @@ class _Connection(asyncio.Protocol):
         self._complete(self.parser.should_keep_alive())
 
     # -- the pool's side ------------------------------------------------------------
-    def send(self, call: Any, data: bytes, head_only: bool) -> None:
+    def send(self, call: Any, data: bytes, head_only: bool, retry: bool) -> None:
         self.call = call
         self.head_only = head_only
+        self.data = data
+        self.retry = retry
+        self.answered = False
         call.handle = self
         self.transport.write(data)
 
@@ -100,6 +117,7 @@ class _Connection(asyncio.Protocol):
         if call is None:
             return
         status = self.parser.get_status_code()
+        self.served += 1
         if fresh_parser:
             self.parser = httptools.HttpResponseParser(self)
         body = b"".join(self.body) if self.body else b""
@@ -140,17 +158,18 @@ class ConnectionPool:
         self._idle: List[_Connection] = []  # a stack: hot connections reused, cold ones idle out
         self._all: Set[_Connection] = set()
         self._opening = 0
-        self._waiting: Deque[Tuple[Any, bytes, bool]] = deque()
+        self._waiting: Deque[Tuple[Any, bytes, bool, bool]] = deque()
         self._closed = False
         self.connects = 0  # connections opened over the pool's life (reuse shows as few)
 
-    def send(self, call: Any, data: bytes, head_only: bool = False) -> None:
-        """Write ``data`` (a whole request) on a free connection, opening one if allowed."""
+    def send(self, call: Any, data: bytes, head_only: bool = False, retry: bool = False) -> None:
+        """Write ``data`` (a whole request) on a free connection, opening one if allowed.
+        ``retry``: the request is idempotent, so the idle-close race may send it again."""
         if self._idle:
-            self._idle.pop().send(call, data, head_only)
+            self._idle.pop().send(call, data, head_only, retry)
             return
         call.handle = None
-        self._waiting.append((call, data, head_only))
+        self._waiting.append((call, data, head_only, retry))
         if len(self._all) + self._opening < self.limit:
             self._open()
 
@@ -170,7 +189,7 @@ class ConnectionPool:
                 conn.transport.close()
         self._idle.clear()
         while self._waiting:
-            call, _data, _h = self._waiting.popleft()
+            call = self._waiting.popleft()[0]
             if not call.finished:
                 self.on_error(call, SERVER_DISCONNECTED)
         await asyncio.sleep(0)  # let the transports' connection_lost run
@@ -205,23 +224,23 @@ class ConnectionPool:
         # the oldest live waiting call takes the failure (as a client with one connection
         # per request would report it); the others keep waiting for another try
         while self._waiting:
-            call, _data, _h = self._waiting.popleft()
+            call = self._waiting.popleft()[0]
             if not call.finished:
                 self.on_error(call, name)
                 break
         self._reopen_for_waiting()
 
     def _reopen_for_waiting(self) -> None:
-        live = sum(1 for c, _d, _h in self._waiting if not c.finished)
+        live = sum(1 for w in self._waiting if not w[0].finished)
         while live > self._opening and len(self._all) + self._opening < self.limit and not self._closed:
             self._open()
 
     def _release(self, conn: _Connection) -> None:
         waiting = self._waiting
         while waiting:
-            call, data, head_only = waiting.popleft()
+            call, data, head_only, retry = waiting.popleft()
             if not call.finished:
-                conn.send(call, data, head_only)
+                conn.send(call, data, head_only, retry)
                 return
         self._idle.append(conn)
 

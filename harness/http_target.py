@@ -106,6 +106,7 @@ class _Request:
         self.head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         self.bare = self.head + (b"Content-Length: 0\r\n\r\n" if method in ("POST", "PUT", "PATCH") else b"\r\n")
         self.head_only = method == "HEAD"
+        self.idempotent = method in ("GET", "HEAD", "PUT", "DELETE")  # RFC 9110 9.2.2: safe to send again
 
     def encode(self, body: Any) -> bytes:
         if body is None:
@@ -169,15 +170,15 @@ def build_http_target(url: str, *, payload: Optional[str], settings: Mapping[str
         if pool is not None:
             await pool.close()
 
-    encode, head_only = request.encode, request.head_only
+    encode, head_only, retry = request.encode, request.head_only, request.idempotent
     if make_body is None:
         bare = request.bare
 
         def astart(k: int, call: Any) -> None:
-            state["pool"].send(call, bare, head_only)
+            state["pool"].send(call, bare, head_only, retry)
     else:
         def astart(k: int, call: Any) -> None:
-            state["pool"].send(call, encode(make_body(k)), head_only)
+            state["pool"].send(call, encode(make_body(k)), head_only, retry)
 
     def acancel(call: Any) -> None:
         pool = state.get("pool")

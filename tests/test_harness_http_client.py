@@ -271,3 +271,44 @@ def test_tls_with_and_without_certificate_checks(tls_files):
     assert a == ["SSLCertVerificationError"]
     assert b == [(200, b"ok")] * 2
     assert os.path.exists(key)
+
+
+def test_an_idempotent_request_is_sent_again_when_an_idle_connection_was_closed_under_it():
+    # the server closes every reused connection on reading its 2nd request, as an idle
+    # timeout racing the request would: a GET goes out once more on a new connection, a
+    # POST is reported (it may have been acted on)
+    class Racy(Server):
+        async def handle(self, reader, writer):
+            self.connections += 1
+            n = 0
+            try:
+                while True:
+                    await reader.readuntil(b"\r\n\r\n")
+                    n += 1
+                    if n == 2:
+                        break  # close without answering
+                    writer.write(OK)
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+    async def main():
+        async with Racy(lambda p, m: OK) as srv:
+            pool = make_pool(srv.port, limit=1)
+            out = []
+            for method, retry in (("GET", True), ("GET", True), ("POST", False), ("POST", False)):
+                c = C()
+                _FUTS[id(c)] = f = asyncio.get_running_loop().create_future()
+                pool.send(c, req(method=method), False, retry)
+                await asyncio.wait_for(f, 2)
+                out.append(c.result)
+            await pool.close()
+            return out, srv.connections
+
+    out, conns = asyncio.run(main())
+    # GET 1 on conn 1; GET 2 on conn 1 is dropped -> sent again on conn 2; POST 1 on conn 2 is its
+    # 2nd request -> dropped and reported; POST 2 on a fresh conn 3
+    assert out == [(200, b"ok"), (200, b"ok"), SERVER_DISCONNECTED, (200, b"ok")]
+    assert conns == 3

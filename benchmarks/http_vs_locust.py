@@ -11,6 +11,7 @@ generator at a time, so the ratios compare tools that saw the same machine.
    - the harness (CLI, asyncio executor, its keep-alive pool on httptools), open loop: the rate is stepped up
      and the highest step that achieved >= 97 % of its intended rate with a valid run
      (the generator's self-check) is reported;
+   - the harness as closed-loop users, as many as Locust's (Locust's own model);
    - wrk -t1 -c32 --latency as the ceiling (the server's own limit), when installed.
    Generator CPU: Locust's and wrk's from the OS (psutil / wait4 rusage), the harness's
    from its result (process CPU over the measured phase).
@@ -281,14 +282,17 @@ def run_wrk(url: str, tmp: str, seconds: float, threads: int = 1, conns: int = 3
 
 # ---------------------------------------------------------------- harness
 def run_harness(url: str, tmp: str, *, rate: float, seconds: float, max_in_flight: int,
-                timeout: str = "5s") -> Dict[str, Any]:
+                timeout: str = "5s", users: Optional[int] = None) -> Dict[str, Any]:
     """One CLI run of the harness in its own process. Figures from its result JSON:
     achieved = ok outcomes / max(scheduled duration, measured wall time incl. any backlog drain);
-    CPU = the harness process's CPU over the measured phase (from its own result)."""
-    out_json = os.path.join(tmp, f"harness-{int(rate)}-{int(time.time() * 1000) % 100000}.json")
+    CPU = the harness process's CPU over the measured phase (from its own result).
+    ``users``: closed-loop virtual users instead of the open-loop ``rate`` (Locust's model)."""
+    tag = f"u{users}" if users else str(int(rate))
+    out_json = os.path.join(tmp, f"harness-{tag}-{int(time.time() * 1000) % 100000}.json")
     exe = os.path.join(BIN, "harness")
+    load = ["--profile", "users", "--vus", str(users)] if users else ["--rate", f"{rate:g}"]
     cmd = ([exe] if os.path.exists(exe) else [sys.executable, "-m", "harness.cli"]) + [
-        "run", "--target", url, "--rate", f"{rate:g}", "--duration", f"{seconds:g}s",
+        "run", "--target", url, *load, "--duration", f"{seconds:g}s",
         "--set", f"executor.max_in_flight={max_in_flight}", "--timeout", timeout,
         "--set", "thresholds={}", "--no-metrics", "--progress", "off", "--quiet", "--out", out_json]
     if LAG_BOUND_MS is not None:
@@ -297,7 +301,8 @@ def run_harness(url: str, tmp: str, *, rate: float, seconds: float, max_in_fligh
     life_cpu = _wait_rusage(p, seconds + 60)  # whole process, start-up included (a cross-check)
     res: Dict[str, Any] = {"ok": False, "rc": p.returncode, "log": out_json[:-5] + ".log"}
     if p.returncode not in (0, 98, 99) or not os.path.exists(out_json):
-        HARNESS_FAILED.append(f"harness at {rate:g} rps: exit {p.returncode}, see {res['log']}")
+        what = f"{users} users" if users else f"at {rate:g} rps"
+        HARNESS_FAILED.append(f"harness {what}: exit {p.returncode}, see {res['log']}")
         return res
     with open(out_json) as f:
         r = json.load(f)
@@ -385,6 +390,8 @@ def throughput(args, tmp: str, locust_exe: Optional[str], wrk_ok: bool) -> None:
             misses = 0 if (good or reached) else misses + 1
             if misses >= 2 or not h["ok"]:
                 break
+        # the harness in Locust's own model too: closed-loop users, as many as Locust's
+        users_run = run_harness(url, tmp, rate=0, seconds=d, max_in_flight=args.max_in_flight, users=args.users)
         if locust_exe and not args.quick:
             # Locust again after the sweep: the machine is shared, so its load may have changed
             fast2 = run_locust(locust_exe, url, tmp, user="fast", users=args.users, seconds=d)
@@ -406,6 +413,8 @@ def throughput(args, tmp: str, locust_exe: Optional[str], wrk_ok: bool) -> None:
             print(_row(f"harness @ {fallback['intended']:,.0f}/s", fallback, hnote + "; INVALID run (self-check)"))
         else:
             print(f"  {'harness (best step)':<26} (no step achieved 97 %)")
+        print(_row(f"harness users u={args.users}", users_run,
+                   "send->reply (closed loop, Locust's model; it hides stalls)"))
         print(_row("wrk -t1 -c32 (ceiling)", wrk if wrk_ok else None, "wrk: send->reply (closed loop)"))
         print("  cores = generator CPU-seconds per second of wall; req/CPU-s = req/s / cores")
         print("  CPU from: Locust = psutil over its steady window (1 s after start to 0.5 s before the end); "
@@ -430,6 +439,9 @@ def throughput(args, tmp: str, locust_exe: Optional[str], wrk_ok: bool) -> None:
                   f"{'MET' if r_rate and r_rate >= 1.5 else 'NOT MET'}")
             print(f"    harness req/CPU-s     {_ratio(hpc, f_pc):>7}   (target >= 2x)    "
                   f"{'MET' if r_cpu and r_cpu >= 2 else 'NOT MET'}")
+            if users_run.get("ok"):
+                print(f"    harness users rate    {_ratio(users_run['rps'], f_rps):>7}   "
+                      f"(same closed-loop model and user count as Locust)")
             if wrk is not None and wrk.get("ok"):
                 print(f"    wrk rate (ceiling)    {_ratio(wrk['rps'], f_rps):>7}")
                 print(f"    harness / wrk rate    {_ratio(shown['rps'], wrk['rps']):>7}   "

@@ -37,7 +37,7 @@ def test_quick_run_prints_every_row():
     p = _run(["--quick"])
     out = p.stdout
     assert p.returncode == 0, out + p.stderr
-    for row in ("locust FastHttpUser", "harness rate steps", "wrk -t1 -c32 (ceiling)",
+    for row in ("locust FastHttpUser", "harness rate steps", "harness users u=", "wrk -t1 -c32 (ceiling)",
                 "harness open loop (latency from intended)", "truth (schedule + freeze, analytic)"):
         assert row in out, f"missing {row!r}:\n{out}"
     assert "harness @ " in out or "(no step passed)" in out, out

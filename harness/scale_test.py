@@ -690,23 +690,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"harness: scale-test: {msg}", file=sys.stderr)
         return EXIT_USAGE
 
+    def positive_duration(flag: str, text: str) -> float:
+        try:
+            value = parse_duration(text)
+        except ValueError as exc:
+            raise ValueError(f"{flag}: {exc}") from None
+        if value <= 0:
+            raise ValueError(f"{flag}: must be > 0, got {text!r}")
+        return value
+
     try:
-        interval = parse_duration(args.interval)
+        interval = positive_duration("--interval", args.interval)
+        watch_down = (positive_duration("--watch-scale-down", args.watch_scale_down)
+                      if args.watch_scale_down is not None else 0.0)
     except ValueError as exc:
-        return usage(f"--interval: {exc}")
-    if interval <= 0:
-        return usage(f"--interval: must be > 0, got {args.interval!r}")
+        return usage(str(exc))
     for flag, val in (("--budget-ms", args.budget_ms), ("--max-scale-up-seconds", args.max_scale_up_seconds)):
         if val <= 0:
             return usage(f"{flag}: must be > 0, got {val:g}")
-    watch_down = 0.0
-    if args.watch_scale_down is not None:
-        try:
-            watch_down = parse_duration(args.watch_scale_down)
-        except ValueError as exc:
-            return usage(f"--watch-scale-down: {exc}")
-        if watch_down <= 0:
-            return usage(f"--watch-scale-down: must be > 0, got {args.watch_scale_down!r}")
     if args.max_scale_down_seconds is not None:
         if args.max_scale_down_seconds <= 0:
             return usage(f"--max-scale-down-seconds: must be > 0, got {args.max_scale_down_seconds:g}")

@@ -71,6 +71,11 @@ class UsersExecutor:
             self._ordinal += 1
             return k
 
+    def _more(self, done: int, end_at: int) -> bool:
+        """Does this user make another call? (not stopped, time left, iterations left)"""
+        its = self._users.iterations
+        return not self._stop.is_set() and self._clock() < end_at and (its is None or done < its)
+
     def _user(self, uid: int) -> None:
         clock, rec, users = self._clock, self._rec, self._users
         rng = random.Random(None if self._seed is None else self._seed * 100_003 + uid)
@@ -79,9 +84,7 @@ class UsersExecutor:
         if self._stop.wait(max(0, start_at - clock()) / 1e9):
             return
         done = 0
-        while not self._stop.is_set() and clock() < end_at:
-            if users.iterations is not None and done >= users.iterations:
-                return
+        while self._more(done, end_at):
             label, fn, args = self._dispatch(self._next_ordinal())
             start = clock()
             self._active += 1
@@ -145,9 +148,7 @@ class AsyncUsersExecutor(UsersExecutor):
         if not await self._sleep_until(self.t0_ns + users.start_offset_ns(uid)):
             return
         done = 0
-        while not self._stop.is_set() and clock() < end_at:
-            if users.iterations is not None and done >= users.iterations:
-                return
+        while self._more(done, end_at):
             label, fn, args = self._dispatch(self._next_ordinal())
             start = clock()
             self._active += 1

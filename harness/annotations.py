@@ -115,7 +115,7 @@ class RunAnnotations:
         now = self._clock()
         self._start_wall = now + ((t0_ns - time.perf_counter_ns()) / 1e9 if t0_ns is not None else 0.0)
         profile = sc.profile
-        describe = profile.describe() if hasattr(profile, "describe") else str(getattr(profile, "type", profile))
+        describe = profile.describe()
         self._post("start", f"run {run.run_id} started: {sc.name} -> {sc.target}, {describe}", self._start_wall)
         phases = profile.phases() if hasattr(profile, "phases") else []
         if len(phases) > 1:

@@ -141,9 +141,6 @@ def _load(args: argparse.Namespace):
     except ScenarioError as exc:
         print(f"harness: {exc}", file=sys.stderr)
         return None
-    except OSError as exc:
-        print(f"harness: scenario: cannot read {args.scenario!r}: {exc.strerror or exc}", file=sys.stderr)
-        return None
 
 
 def _segment(scenario: Any, text: str) -> Any:
@@ -200,7 +197,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                       progress=args.progress, lag_bound_ms=args.lag_bound_ms, stack=stack_mode,
                       prometheus_url=args.prometheus_url, prometheus_job=args.prometheus_job,
                       on_started=chain_on_started(lambda r: print(f"harness: run {r.run_id}: {scenario.name} -> {scenario.target}, "
-                                                 f"{scenario.profile.describe() if hasattr(scenario.profile, 'describe') else scenario.profile}"
+                                                 f"{scenario.profile.describe()}"
                                                  + (f"; live metrics at {r.metrics_url}" if r.metrics_url else "")
                                                  + "".join(f"; {k} at {v}" for k, v in r.stack_urls.items()),
                                                  file=sys.stderr, flush=True),

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, TextIO
+from typing import Any, Dict, List, Mapping, Optional, TextIO
 
 __all__ = [
     "EXIT_REGRESSED",
@@ -43,7 +43,6 @@ __all__ = [
     "format_comparison",
     "add_compare_arguments",
     "cmd_compare",
-    "main",
 ]
 
 COMPARE_SCHEMA = "harness.compare/1"
@@ -292,15 +291,3 @@ def cmd_compare(args: Any, *, stdout: TextIO = None, stderr: TextIO = None) -> i
 
         write_result(c, args.json_out)
     return int(c["gate"]["exit_code"])
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="harness compare", description="compare a run with a baseline")
-    add_compare_arguments(ap)
-    return cmd_compare(ap.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

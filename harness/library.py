@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-import yaml
-
-from harness.scenario import Scenario, ScenarioError, scenario_from_dict
+from harness.scenario import Scenario, ScenarioError, read_scenario_file, scenario_from_dict
 
 __all__ = ["LIBRARY_DIR", "LIBRARY_KEYS", "Entry", "entries", "names", "resolve", "read", "load", "load_for_cli", "meant_to_fail",
            "format_list", "is_library_name"]
@@ -41,25 +39,11 @@ class Entry:
     thresholds: Mapping[str, Any]
 
 
-def _read_yaml(path: Path) -> Dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError([f"{path}: no such scenario file"]) from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError([f"{path}: invalid YAML: {exc}"]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ScenarioError([f"{path}: a scenario file must be a YAML mapping, got {type(data).__name__}"])
-    return data
-
-
 def entries() -> List[Entry]:
     """Every packaged scenario, sorted by name."""
     out = []
     for path in sorted(LIBRARY_DIR.glob("*.yaml")):
-        d = _read_yaml(path)
+        d = read_scenario_file(path)
         out.append(Entry(str(d.get("name") or path.stem), path, str(d.get("description") or ""),
                          bool(d.get("meant_to_fail", False)), str(d.get("target", "features")),
                          dict(d.get("thresholds") or {})))
@@ -93,7 +77,7 @@ def resolve(name_or_path: str) -> Path:
 
 def read(name_or_path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """``(scenario mapping, library keys)`` of a file or packaged name, unvalidated."""
-    data = _read_yaml(resolve(name_or_path))
+    data = read_scenario_file(resolve(name_or_path))
     extra = {k: data.pop(k) for k in LIBRARY_KEYS if k in data}
     return data, extra
 

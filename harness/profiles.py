@@ -700,6 +700,18 @@ class Users:
             raise ValueError(f"segment {index} of {count} is out of range")
         return replace(self, ids=tuple(i for i in self.user_ids if i % count == index))
 
+    def describe(self) -> str:
+        tt = self.think_time
+        think = f"{tt[0]:g}-{tt[1]:g} s" if isinstance(tt, tuple) else f"{tt:g} s"
+        parts = [f"{len(self.user_ids)} closed-loop users", f"think {think}"]
+        if self.ramp_up:
+            parts.append(f"ramp-up {format_duration(self.ramp_up)}")
+        if self.duration is not None:
+            parts.append(f"for {format_duration(self.duration)}")
+        if self.iterations is not None:
+            parts.append(f"{self.iterations} iterations each")
+        return ", ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "users", "vus": self.vus, "ramp_up": self.ramp_up}
         out["think_time"] = list(self.think_time) if isinstance(self.think_time, tuple) else self.think_time

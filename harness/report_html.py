@@ -11,7 +11,7 @@ full latency distribution (HDR percentile spectrum on a log axis) for latency an
 time, the alerts the real rules fired (when the run had the Prometheus stack), and the
 scenario as run with where each value came from.
 
-``harness report result.json`` renders it again from a JSON result (:func:`main`).
+``harness report result.json`` renders it again from a JSON result (:func:`cmd_report`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ __all__ = [
     "percentile_spectrum",
     "line_chart",
     "CHART_IDS",
-    "main",
 ]
 
 #: the ``data-chart`` ids every report carries (tests check the browser rendered them).
@@ -496,17 +495,6 @@ def write_report(result: Mapping[str, Any], path: str | os.PathLike[str], **kw: 
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``harness report RESULT.json [-o report.html] [--baseline base.json]``."""
-    import argparse
-    import sys
-
-    ap = argparse.ArgumentParser(prog="harness report", description="render the HTML report of a result")
-    add_report_arguments(ap)
-    args = ap.parse_args(argv)
-    return cmd_report(args, stderr=sys.stderr, stdout=sys.stdout)
-
-
 def add_report_arguments(ap: Any) -> None:
     ap.add_argument("result", help="a result JSON written by `harness run`")
     ap.add_argument("-o", "--output", help="HTML path (default: the result's path with .html)")
@@ -532,7 +520,3 @@ def cmd_report(args: Any, *, stderr: Any = None, stdout: Any = None) -> int:
     path = write_report(result, out, comparison=comparison)
     print(f"report: {path}", file=stdout)
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

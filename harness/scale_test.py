@@ -628,21 +628,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def build_scenario(args: argparse.Namespace, env: Optional[Dict[str, str]] = None) -> Any:
     """The load: the scenario file or the scale-test default ramp, with the flags on top.
     Raises :class:`harness.scenario.ScenarioError`."""
-    import yaml
-
+    from harness import library
     from harness.scenario import ScenarioError, scenario_from_dict
 
     if args.scenario:
-        path = Path(args.scenario)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ScenarioError([f"{path}: no such scenario file"]) from None
-        except (OSError, yaml.YAMLError) as exc:
-            raise ScenarioError([f"{path}: cannot read: {exc}"]) from None
-        if not isinstance(data, dict):
-            raise ScenarioError([f"{path}: a scenario file must be a YAML mapping"])
-        source = str(path)
+        data, _library_keys = library.read(args.scenario)  # a file or a packaged scenario's name
+        source = str(library.resolve(args.scenario))
     else:
         data = {"name": "scale-test", "duration": DEFAULT_DURATION, "thresholds": {}}
         if args.profile_type in (None, "ramp"):

@@ -279,24 +279,29 @@ def load_scenario(
     data: Mapping[str, Any] = {}
     label = "default"
     if path is not None:
-        p = Path(path)
-        label = str(p)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ScenarioError([f"{p}: no such scenario file"]) from None
-        except OSError as exc:
-            raise ScenarioError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ScenarioError([f"{p}: invalid YAML: {exc}"]) from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, Mapping):
-            raise ScenarioError([f"{p}: a scenario file must be a YAML mapping, got {type(loaded).__name__}"])
-        data = loaded
+        label = str(path)
+        data = read_scenario_file(path)
     return scenario_from_dict(data, overrides=overrides, env=env, source=label)
+
+
+def read_scenario_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A scenario file's mapping; every way it can fail is a :class:`ScenarioError` naming it."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([f"{p}: no such scenario file"]) from None
+    except OSError as exc:
+        raise ScenarioError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError([f"{p}: invalid YAML: {exc}"]) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, Mapping):
+        raise ScenarioError([f"{p}: a scenario file must be a YAML mapping, got {type(loaded).__name__}"])
+    return dict(loaded)
 
 
 def scenario_from_dict(

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from harness.scenario import Scenario, scenario_from_dict
+from harness.thresholds import EXIT_INVALID_RUN, EXIT_OK, EXIT_THRESHOLDS_FAILED, EXIT_USAGE
 
 __all__ = ["SearchSettings", "SearchError", "search", "step_scenario", "format_search", "add_search_arguments",
            "cmd_search", "SEARCH_SCHEMA"]
@@ -265,18 +266,13 @@ def add_search_arguments(ap: Any) -> None:
     ap.add_argument("--min-achieved", type=float, default=0.95)
     ap.add_argument("--max-steps", type=int, default=30)
     ap.add_argument("--min-knee", type=float, help="exit 99 when the knee is below this rate (e.g. 80)")
-    ap.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+    from harness.cli import _kv
+
+    ap.add_argument("--set", action="append", type=_kv, default=[], metavar="PATH=VALUE",
                     help="scenario field override, as for `harness run`")
     ap.add_argument("--out", help="write the search (steps and evidence) as JSON")
     ap.add_argument("--evidence-dir", help="also write every step's full result JSON here")
     ap.add_argument("--lag-bound-ms", type=float, default=5.0)
-
-
-def _kv(text: str):
-    import yaml
-
-    key, _, value = text.partition("=")
-    return key.strip(), yaml.safe_load(value) if value.strip() else ""
 
 
 def cmd_search(args: Any, *, stdout: Any = None, stderr: Any = None) -> int:
@@ -292,7 +288,7 @@ def cmd_search(args: Any, *, stdout: Any = None, stderr: Any = None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     try:
-        overrides = dict(_kv(x) if isinstance(x, str) else x for x in (args.set or []))
+        overrides = dict(args.set or [])
         base = library.load(args.scenario, overrides)
         settings = SearchSettings(start_rate=args.start_rate, max_rate=args.max_rate, factor=args.factor,
                                   precision=args.precision, step_duration_s=parse_duration(args.step),
@@ -306,7 +302,7 @@ def cmd_search(args: Any, *, stdout: Any = None, stderr: Any = None) -> int:
                                             file=stderr, flush=True))
     except (ScenarioError, SearchError, TargetError, ValueError) as exc:
         print(f"harness: search: {exc}", file=stderr)
-        return 2
+        return EXIT_USAGE
     if args.evidence_dir:
         from pathlib import Path
 
@@ -315,27 +311,13 @@ def cmd_search(args: Any, *, stdout: Any = None, stderr: Any = None) -> int:
     if args.out:
         write_result(r, args.out)
     print(format_search(r), file=stdout)
-    if r["status"] == "generator-limited" and r["at_least_rps"] is None:
-        return 98
     if r["status"] == "generator-limited":
-        code = 98
+        code = EXIT_INVALID_RUN
     elif r["status"] == "below-min-rate" or r["knee_rps"] is None:
-        code = 99
+        code = EXIT_THRESHOLDS_FAILED
     else:
-        code = 0
-    if args.min_knee is not None and code == 0 and (r["knee_rps"] or 0) < args.min_knee:
+        code = EXIT_OK
+    if args.min_knee is not None and code == EXIT_OK and (r["knee_rps"] or 0) < args.min_knee:
         print(f"knee {r['knee_rps']:.4g} rps < required {args.min_knee:g} rps", file=stdout)
-        code = 99
+        code = EXIT_THRESHOLDS_FAILED
     return code
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="harness search", description="find the highest rate that meets the thresholds")
-    add_search_arguments(ap)
-    return cmd_search(ap.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

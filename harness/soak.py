@@ -33,6 +33,8 @@ import math
 import sys
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from harness.thresholds import EXIT_OK, EXIT_THRESHOLDS_FAILED, EXIT_USAGE
+
 __all__ = ["Trend", "fit_trend", "rss_trend", "leak_verdict", "latency_stability", "analyze", "format_soak",
            "cmd_soak", "add_soak_arguments"]
 
@@ -191,17 +193,20 @@ def cmd_soak(args: Any, *, stdout: Any = None, stderr: Any = None) -> int:
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    if not 0.0 <= args.warmup_fraction < 1.0:
+        print(f"harness: soak: --warmup-fraction: must be in [0, 1), got {args.warmup_fraction:g}", file=stderr)
+        return EXIT_USAGE
     try:
         result = load_result(args.result)
     except (OSError, ValueError) as exc:
         print(f"harness: soak: {exc}", file=stderr)
-        return 2
+        return EXIT_USAGE
     a = analyze(result, tolerance_bytes_per_hour=args.tolerance_mib_per_hour * MIB,
                 warmup_fraction=args.warmup_fraction, min_samples=args.min_samples)
     print(format_soak(a), file=stdout)
     verdicts = (a["memory"]["verdict"], a["latency"]["verdict"])
     if "leak" in verdicts or "drifting" in verdicts:
-        return 99
+        return EXIT_THRESHOLDS_FAILED
     if args.strict and any(v in ("inconclusive", "insufficient data") for v in verdicts):
-        return 99
-    return 0
+        return EXIT_THRESHOLDS_FAILED
+    return EXIT_OK

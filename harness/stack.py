@@ -251,7 +251,7 @@ class LocalStack:
             raise StackError(msg)
         self.dir = Path(tempfile.mkdtemp(prefix="lbh-stack-"))
         try:
-            am_port, am_cluster = _free_port(self.host), None
+            am_port = _free_port(self.host)
             prom_port = _free_port(self.host)
             (self.dir / "alertmanager.yml").write_text(yaml.safe_dump(self._alertmanager_config(), sort_keys=False))
             (self.dir / "prometheus.yml").write_text(yaml.safe_dump(self._prometheus_config(am_port), sort_keys=False))

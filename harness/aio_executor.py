@@ -20,13 +20,46 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Iterator, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Deque, Iterator, List, Optional, Tuple
 
 from harness.executor import LAG_BUCKET_NS, LAG_BUCKETS, Dispatch, Request, lag_percentile
 
 __all__ = ["AsyncExecutor", "Call"]
 
 _TIMEOUT = object()  # Call.done's marker for "the sweeper ended it at its deadline"
+
+
+async def sleep_until(clock: Callable[[], int], t_ns: int, stopped: Callable[[], bool]) -> bool:
+    """Sleep on the running loop until ``clock() >= t_ns``; False when ``stopped()`` came first.
+
+    Plain sleeps (a ``wait_for`` per request costs a task and a timer handle); long gaps are
+    cut into 50 ms slices so a stop is seen promptly. Whole milliseconds, rounded up:
+    event-loop timers have 1 ms resolution and libuv's rounds down, which would spin; this
+    bounds the lag added at 1 ms.
+    """
+    wait = t_ns - clock()
+    while wait > 0 and not stopped():
+        await asyncio.sleep(min(-(-wait // 1_000_000), 50) / 1e3)
+        wait = t_ns - clock()
+    return not stopped()
+
+
+async def run_measured(owner: Any, body: Callable[[], Awaitable[None]]) -> None:
+    """``owner._aopen()``, ``body()``, ``owner._aclose()``, setting ``owner.loop_cpu_fraction``:
+    the loop thread's CPU over the run. Near 100 % means the generator itself, not the
+    target, decided how fast requests went out (the self-check reads it)."""
+    cpu0, wall0 = time.thread_time(), time.perf_counter()
+    try:
+        if owner._aopen is not None:
+            await owner._aopen()
+        try:
+            await body()
+        finally:
+            if owner._aclose is not None:
+                await owner._aclose()
+    finally:
+        wall = time.perf_counter() - wall0
+        owner.loop_cpu_fraction = (time.thread_time() - cpu0) / wall if wall > 1.0 else None
 
 
 class Call:
@@ -60,11 +93,10 @@ def _run_loop(coro: Any) -> None:
 
 
 def _error_name(exc: BaseException) -> str:
-    """``HTTP 503`` for HTTP answers, else the exception type (a bounded label set)."""
-    status = getattr(exc, "status", None)
-    if type(exc).__name__ == "HttpError" and isinstance(status, int):
-        return f"HTTP {status}"
-    return type(exc).__name__
+    """The outcome's error type: an exception's ``error_name`` (``HTTP 503``, or the failure a
+    callback target reported), else its class name (a bounded label set)."""
+    name = getattr(exc, "error_name", None)
+    return name if isinstance(name, str) else type(exc).__name__
 
 
 class AsyncExecutor:
@@ -129,8 +161,7 @@ class AsyncExecutor:
                 pass  # loop already closed
 
     # -- callback mode ----------------------------------------------------------------
-    def _launch(self, ordinal: int, intended: int) -> None:
-        start = self._clock()
+    def _launch(self, ordinal: int, intended: int, start: int) -> None:
         if start - intended > self.drop_after_ns:
             self._rec.record(self._label, "dropped", intended, None, start)
             return
@@ -144,17 +175,21 @@ class AsyncExecutor:
 
     def _finish(self, call: Call, error: Any, flags: int) -> None:
         self._in_flight -= 1
-        if error is None:
-            self._rec.record(self._label, "ok", call.intended, call.start, self._clock(), None, flags)
-        elif error is _TIMEOUT:
+        end = self._clock()
+        if error is _TIMEOUT or end - call.start > self.timeout_ns:
+            # an answer after the deadline but before the next sweep is a timeout too (as in
+            # the thread executor): the outcome does not depend on the sweeper's phase
             self._rec.record(self._label, "timeout", call.intended, call.start, call.start + self.timeout_ns)
+        elif error is None:
+            self._rec.record(self._label, "ok", call.intended, call.start, end, None, flags)
         else:
-            self._rec.record(self._label, "error", call.intended, call.start, self._clock(), error)
+            self._rec.record(self._label, "error", call.intended, call.start, end, error)
         if self._waiting and not self._draining:
             self._draining = True  # calls that end inside _launch do not recurse into here
             try:
                 while self._waiting and self._in_flight < self.max_in_flight:
-                    self._launch(*self._waiting.popleft())
+                    ordinal, intended = self._waiting.popleft()
+                    self._launch(ordinal, intended, self._clock())
             finally:
                 self._draining = False
         if self._in_flight == 0 and self._idle is not None and not self._idle.done() and not self._waiting:
@@ -203,7 +238,7 @@ class AsyncExecutor:
             try:
                 result = await asyncio.wait_for(fn(*args), self.timeout_s)
             except asyncio.TimeoutError:
-                self._rec.record(label, "timeout", intended, start, start + int(self.timeout_s * 1e9))
+                self._rec.record(label, "timeout", intended, start, start + self.timeout_ns)
                 return
             except Exception as exc:
                 self._rec.record(label, "error", intended, start, clock(), _error_name(exc))
@@ -214,23 +249,7 @@ class AsyncExecutor:
             self._rec.record(label, "ok", intended, start, end, None, self._flags_of(result) if self._flags_of else 0)
 
     async def _main(self) -> None:
-        # CPU of the loop's thread over the run: near 100 % means the generator itself, not
-        # the target, decided how fast requests went out (the self-check reads it).
-        cpu0, wall0 = time.thread_time(), time.perf_counter()
-        try:
-            await self._open_and_schedule()
-        finally:
-            wall = time.perf_counter() - wall0
-            self.loop_cpu_fraction = (time.thread_time() - cpu0) / wall if wall > 1.0 else None
-
-    async def _open_and_schedule(self) -> None:
-        if self._aopen is not None:
-            await self._aopen()
-        try:
-            await self._schedule_all()
-        finally:
-            if self._aclose is not None:
-                await self._aclose()
+        await run_measured(self, self._schedule_all)
 
     async def _schedule_all(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -245,19 +264,10 @@ class AsyncExecutor:
             if self._stopping:
                 break
             intended = self.t0_ns + offset
-            wait = intended - clock()
-            if wait > 0:
-                # plain sleeps (a wait_for per request costs a task and a timer handle);
-                # long gaps are cut into 50 ms slices so stop() is seen promptly
-                while wait > 0 and not self._stopping:
-                    # whole milliseconds, rounded up: event-loop timers have 1 ms resolution and
-                    # libuv's rounds down, which would spin; this bounds the lag added at 1 ms
-                    await asyncio.sleep(min(-(-wait // 1_000_000), 50) / 1e3)
-                    wait = intended - clock()
-                if self._stopping:
-                    break
-                if not sem.locked():
-                    self._lag[min((clock() - intended) // LAG_BUCKET_NS, LAG_BUCKETS)] += 1
+            if intended > clock() and not await self._wait_until(intended):
+                break
+            if not sem.locked():  # a start the generator itself made late counts, waiting for a slot does not
+                self._lag[min((clock() - intended) // LAG_BUCKET_NS, LAG_BUCKETS)] += 1
             t = asyncio.ensure_future(self._one(sem, ordinal, intended))
             tasks.add(t)
             t.add_done_callback(tasks.discard)
@@ -268,15 +278,10 @@ class AsyncExecutor:
 
     async def _wait_until(self, intended: int) -> bool:
         """Sleep to ``intended``; False when stop() came first."""
-        wait = intended - self._clock()
-        # plain sleeps (a wait_for per request costs a task and a timer handle); long gaps
-        # are cut into 50 ms slices so stop() is seen promptly. Whole milliseconds, rounded
-        # up: event-loop timers have 1 ms resolution and libuv's rounds down, which would
-        # spin; this bounds the lag added at 1 ms.
-        while wait > 0 and not self._stopping:
-            await asyncio.sleep(min(-(-wait // 1_000_000), 50) / 1e3)
-            wait = intended - self._clock()
-        return not self._stopping
+        return await sleep_until(self._clock, intended, self._is_stopping)
+
+    def _is_stopping(self) -> bool:
+        return self._stopping
 
     async def _schedule_callbacks(self) -> None:
         assert self._loop is not None
@@ -290,8 +295,9 @@ class AsyncExecutor:
             if intended > clock() and not await self._wait_until(intended):
                 break
             if self._in_flight < self.max_in_flight and not waiting:
-                lag[min((clock() - intended) // LAG_BUCKET_NS, LAG_BUCKETS)] += 1
-                self._launch(ordinal, intended)
+                now = clock()
+                lag[min((now - intended) // LAG_BUCKET_NS, LAG_BUCKETS)] += 1
+                self._launch(ordinal, intended, now)
             else:
                 waiting.append((ordinal, intended))
         # every call ends by its deadline (the sweeper), so this wait is bounded by the timeout

@@ -80,7 +80,7 @@ class _Connection(asyncio.Protocol):
             return
         if self.done_in_headers:  # HEAD: the parser still expects Content-Length bytes
             self.done_in_headers = False
-            self._complete(True, fresh_parser=True)
+            self._complete(self.parser.should_keep_alive(), fresh_parser=True)
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.pool._lost(self)
@@ -160,6 +160,7 @@ class ConnectionPool:
         self._opening = 0
         self._waiting: Deque[Tuple[Any, bytes, bool, bool]] = deque()
         self._closed = False
+        self._connecting: Set["asyncio.Task[None]"] = set()  # referenced until done (the loop holds tasks weakly)
         self.connects = 0  # connections opened over the pool's life (reuse shows as few)
 
     def send(self, call: Any, data: bytes, head_only: bool = False, retry: bool = False) -> None:
@@ -197,7 +198,9 @@ class ConnectionPool:
     # -- internals ------------------------------------------------------------------
     def _open(self) -> None:
         self._opening += 1
-        asyncio.get_running_loop().create_task(self._connect())
+        task = asyncio.get_running_loop().create_task(self._connect())
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()

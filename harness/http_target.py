@@ -27,7 +27,7 @@ from harness.payloads import JsonBody
 from harness.recorder import FLAG_CACHE_HIT, FLAG_FALLBACK
 from harness.targets import Target, TargetError, _import
 
-__all__ = ["build_http_target", "HttpError", "HttpAnswer", "METHODS", "flags_of_body"]
+__all__ = ["build_http_target", "HttpError", "CallFailed", "HttpAnswer", "METHODS", "flags_of_body"]
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 header name
@@ -36,11 +36,21 @@ _FALLBACK = re.compile(rb'"fallback(?:_used)?"\s*:\s*true')
 
 
 class HttpError(Exception):
-    """A non-2xx answer; the class name is replaced by ``HTTP <status>`` in the outcome."""
+    """A non-2xx answer; its outcome's error type is ``HTTP <status>``."""
 
     def __init__(self, status: int) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
+        self.error_name = f"HTTP {status}"
+
+
+class CallFailed(ConnectionError):
+    """The exchange failed (``ConnectionRefusedError``, ``ServerDisconnected`` …); the outcome's
+    error type is that name, as on the callback path."""
+
+    def __init__(self, error_name: str) -> None:
+        super().__init__(error_name)
+        self.error_name = error_name
 
 
 class HttpAnswer(NamedTuple):
@@ -123,8 +133,8 @@ class _Request:
         return b"%s%sContent-Length: %d\r\n\r\n%s" % (self.head, ctype, len(data), data)
 
 
-def build_http_target(url: str, *, payload: Optional[str], settings: Mapping[str, Any], max_in_flight: int,
-                      timeout_s: float) -> Target:
+def build_http_target(url: str, *, payload: Optional[str], settings: Mapping[str, Any],
+                      max_in_flight: int) -> Target:
     """``settings``: ``method`` (GET unless a payload is given, then POST), ``headers``, and
     ``verify`` (check the server's TLS certificate; default true)."""
     parts = urlsplit(url)
@@ -187,8 +197,8 @@ def build_http_target(url: str, *, payload: Optional[str], settings: Mapping[str
 
     async def call_once(k: int) -> HttpAnswer:
         """One request as a coroutine (closed-loop users call it); raises ``HttpError`` for a
-        non-2xx answer and ``ConnectionError`` (message: the error type) when the exchange
-        failed. Cancelling it aborts the request's connection."""
+        non-2xx answer and ``CallFailed`` when the exchange failed. Cancelling it aborts the
+        request's connection."""
         fut = asyncio.get_running_loop().create_future()
         box = _FutureCall(fut)
         try:
@@ -223,4 +233,4 @@ class _FutureCall:
         elif error.startswith("HTTP "):
             self.fut.set_exception(HttpError(int(error[5:])))
         else:
-            self.fut.set_exception(ConnectionError(error))
+            self.fut.set_exception(CallFailed(error))

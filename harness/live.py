@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 
 from instrumentation import DEFAULT_BUCKETS
 from harness.executor import LAG_BUCKET_NS
-from harness.recorder import METRICS, OUTCOMES, _mean
+from harness.recorder import METRICS, OUTCOMES, _counts_view, _mean
 
 __all__ = ["LiveCollector", "Progress", "RunState"]
 
@@ -66,7 +66,7 @@ class RunState:
 
 
 def _cumulative(hist: Any, bounds_us: List[int]) -> List[float]:
-    counts = np.ctypeslib.as_array(hist.counts)[: hist.counts_len]
+    counts = _counts_view(hist)[: hist.counts_len]
     cum = np.cumsum(counts, dtype=np.int64)
     idx = [min(hist.get_counts_array_index(b), len(cum) - 1) for b in bounds_us]
     return [float(cum[i]) for i in idx]
@@ -194,7 +194,7 @@ class Progress:
         t_prev, n_prev = self._prev
         achieved = (done - n_prev) / (el - t_prev) if el > t_prev else 0.0
         self._prev = (el, done)
-        wins = self._rec.windows()
+        wins = self._rec.windows(last=3)  # the last complete window's p95 (a long run has thousands)
         p95 = next((w["p95_ms"] for w in reversed(wins[:-1] or wins) if w.get("p95_ms") is not None), None)
         remaining = max(0.0, st.duration_s - el)
         bad = c["error"] + c["timeout"] + c["dropped"]

@@ -342,11 +342,6 @@ class Profile:
             out.append(Phase(name, t0, t1, r0 * s, r1 * s))
         return out
 
-    def phase_at(self, t: float) -> Phase | None:
-        if t < 0 or t >= self.duration:
-            return None
-        return self.phases()[self._piece(t)]
-
     # -- schedule --------------------------------------------------------------------
     def _solve(self, u: np.ndarray) -> np.ndarray:
         """Times (int ns) at which ``N(t) = u`` for sorted ``u`` in ``(0, N(duration))``."""

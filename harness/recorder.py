@@ -431,14 +431,14 @@ class Recorder:
                 self._bufs.setdefault(target, {})[outcome] = key.buf
             return key
 
-    def _note_error(self, target: str, error_type: str) -> None:
+    def _note_error(self, target: str, error_type: str, n: int = 1) -> None:
         errs = self._errors.setdefault(target, {})
         if error_type in errs:
-            errs[error_type] += 1
+            errs[error_type] += n
         elif len(errs) < self.max_error_types:
-            errs[error_type] = 1
+            errs[error_type] = n
         else:
-            errs["other"] = errs.get("other", 0) + 1
+            errs["other"] = errs.get("other", 0) + n
 
     # -- folding buffers into histograms ---------------------------------------------
     def flush(self) -> None:
@@ -595,13 +595,7 @@ class Recorder:
                 key.fallback += okey.fallback
             for target, errs in other._errors.items():
                 for etype, n in errs.items():
-                    mine = self._errors.setdefault(target, {})
-                    if etype in mine:
-                        mine[etype] += n
-                    elif len(mine) < self.max_error_types:
-                        mine[etype] = n
-                    else:
-                        mine["other"] = mine.get("other", 0) + n
+                    self._note_error(target, etype, n)
             self._merge_windows(other._windows, other.window_s)
             self.clamped += other.clamped
             for attr, pick in (("_t_first", min), ("_t_last", max)):
@@ -794,22 +788,31 @@ class Recorder:
                 "window_s": self.window_s,
             }
 
-    def windows(self, target: str | None = None) -> list[dict[str, Any]]:
+    def windows(self, target: str | None = None, last: int | None = None) -> list[dict[str, Any]]:
         """The time series: one dict per window from the first to the last (gaps filled
         with zeros, so a stall shows as a hole), with ``start_s``/``end_s`` relative to
         ``origin_ns``, counts per outcome, ``intended``, ``completed``, ``rate``
         (completions/s), ``cache_hit``, ``fallback`` and latency ``p50_ms``, ``p95_ms``,
-        ``p99_ms``, ``max_ms`` (≤ 0.8 % bucket error)."""
+        ``p99_ms``, ``max_ms`` (≤ 0.8 % bucket error). ``last``: only the last n windows
+        (the progress line asks every second; the whole series of a long run costs ms)."""
         with self._lock:
             self._flush_all_locked()
+            series = [wins for t, wins in self._windows.items() if target is None or t == target]
+            lo = None
+            if last is not None:
+                top = max((max(wins) for wins in series if wins), default=None)
+                if top is None:
+                    return []
+                lo = top - last + 1
             merged: dict[int, _Window] = {}
-            for t, wins in self._windows.items():
-                if target is None or t == target:
-                    for i, w in wins.items():
-                        m = merged.get(i)
-                        if m is None:
-                            m = merged[i] = _Window()
-                        m.merge(w)
+            for wins in series:
+                for i, w in wins.items():
+                    if lo is not None and i < lo:
+                        continue
+                    m = merged.get(i)
+                    if m is None:
+                        m = merged[i] = _Window()
+                    m.merge(w)
             width = self.window_s
         if not merged:
             return []

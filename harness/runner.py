@@ -91,8 +91,7 @@ class Run:
     def _build_target(self) -> Target:
         sc = self.scenario
         return build_target(sc.target, payload=sc.payload, mix=sc.mix, faults=sc.faults, workload=sc.workload,
-                            http=sc.http, max_in_flight=sc.executor.max_in_flight, timeout_s=sc.timeout,
-                            seed=sc.seed,
+                            http=sc.http, max_in_flight=sc.executor.max_in_flight, seed=sc.seed,
                             registry=self.registry, tracer_provider=self.options.tracer_provider)
 
     def _warm_up(self, target: Target) -> None:
@@ -101,9 +100,15 @@ class Run:
             n = 2 if self.scenario.target_kind == "short" else 0
         if target.is_async:
             return
-        for k in range(n):
-            for label in range(len(target.labels)):
-                _label, fn, args = target.dispatch(k * 1000 + label * 1000 // max(1, len(target.labels)))
+        # every label (each workload of a mix) gets its n calls: walk the ordinals until each
+        # has been dispatched n times (a mix's ordinals map to its workloads in a fixed order)
+        remaining = {label: n for label in target.labels}
+        for k in range(1000 * n):
+            if not any(remaining.values()):
+                break
+            label, fn, args = target.dispatch(k)
+            if remaining.get(label, 0) > 0:
+                remaining[label] -= 1
                 try:
                     fn(*args)
                 except Exception:

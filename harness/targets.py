@@ -191,7 +191,6 @@ def build_target(
     workload: Optional[Mapping[str, Any]] = None,
     http: Optional[Mapping[str, Any]] = None,
     max_in_flight: int = 256,
-    timeout_s: float = 5.0,
     seed: Optional[int] = None,
     registry: Any = None,
     tracer_provider: Any = None,
@@ -211,8 +210,7 @@ def build_target(
         if faults or workload:
             raise TargetError(f"{'faults' if faults else 'workload'}: an HTTP target is configured on its server "
                               "(e.g. LBH_FAULT_* for `workloads serve`), not in the scenario")
-        return build_http_target(name, payload=payload, settings=http or {}, max_in_flight=max_in_flight,
-                                 timeout_s=timeout_s)
+        return build_http_target(name, payload=payload, settings=http or {}, max_in_flight=max_in_flight)
     w = _Workloads(faults, seed, registry, tracer_provider, workload)
     makers = {"features": w.features, "env-step": w.env_step, "risk-var": w.risk_var}
     if name in makers:

@@ -65,11 +65,17 @@ class UsersExecutor:
     def schedule_lag_samples(self) -> int:
         return 0
 
-    def _next_ordinal(self) -> int:
+    def _begin(self) -> int:
+        """The next call's ordinal; counts the user busy (threads update it together: locked)."""
         with self._lock:
             k = self._ordinal
             self._ordinal += 1
+            self._active += 1
             return k
+
+    def _end(self) -> None:
+        with self._lock:
+            self._active -= 1
 
     def _more(self, done: int, end_at: int) -> bool:
         """Does this user make another call? (not stopped, time left, iterations left)"""
@@ -85,9 +91,8 @@ class UsersExecutor:
             return
         done = 0
         while self._more(done, end_at):
-            label, fn, args = self._dispatch(self._next_ordinal())
+            label, fn, args = self._dispatch(self._begin())
             start = clock()
-            self._active += 1
             try:
                 result = fn(*args)
                 end = clock()
@@ -96,9 +101,13 @@ class UsersExecutor:
                 else:
                     rec.record(label, "ok", start, start, end, None, self._flags_of(result) if self._flags_of else 0)
             except Exception as exc:
-                rec.record(label, "error", start, start, clock(), type(exc).__name__)
+                end = clock()
+                if end - start > self.timeout_ns:  # past its deadline, a failure is a timeout too
+                    rec.record(label, "timeout", start, start, start + self.timeout_ns)
+                else:
+                    rec.record(label, "error", start, start, end, type(exc).__name__)
             finally:
-                self._active -= 1
+                self._end()
             done += 1
             think = users.think_ns(rng)
             if think and self._stop.wait(think / 1e9):
@@ -131,13 +140,9 @@ class AsyncUsersExecutor(UsersExecutor):
         self.loop_cpu_fraction: Optional[float] = None
 
     async def _sleep_until(self, t_ns: int) -> bool:
-        """Sleep to ``t_ns`` in slices short enough to see stop(); False when stopped."""
-        while not self._stop.is_set():
-            wait = t_ns - self._clock()
-            if wait <= 0:
-                return True
-            await asyncio.sleep(min(wait / 1e9, 0.05))
-        return False
+        from harness.aio_executor import sleep_until
+
+        return await sleep_until(self._clock, t_ns, self._stop.is_set)
 
     async def _auser(self, uid: int) -> None:
         from harness.aio_executor import _error_name
@@ -149,9 +154,8 @@ class AsyncUsersExecutor(UsersExecutor):
             return
         done = 0
         while self._more(done, end_at):
-            label, fn, args = self._dispatch(self._next_ordinal())
+            label, fn, args = self._dispatch(self._begin())
             start = clock()
-            self._active += 1
             try:
                 result = await asyncio.wait_for(fn(*args), timeout_s)
                 rec.record(label, "ok", start, start, clock(), None, self._flags_of(result) if self._flags_of else 0)
@@ -160,23 +164,19 @@ class AsyncUsersExecutor(UsersExecutor):
             except Exception as exc:
                 rec.record(label, "error", start, start, clock(), _error_name(exc))
             finally:
-                self._active -= 1
+                self._end()
             done += 1
             think = users.think_ns(rng)
             if think and not await self._sleep_until(clock() + think):
                 return
 
     async def _main(self) -> None:
-        cpu0, wall0 = time.thread_time(), time.perf_counter()
-        if self._aopen is not None:
-            await self._aopen()
-        try:
+        from harness.aio_executor import run_measured
+
+        async def users() -> None:
             await asyncio.gather(*(self._auser(uid) for uid in self._users.user_ids))
-        finally:
-            if self._aclose is not None:
-                await self._aclose()
-            wall = time.perf_counter() - wall0
-            self.loop_cpu_fraction = (time.thread_time() - cpu0) / wall if wall > 1.0 else None
+
+        await run_measured(self, users)
 
     def run(self, t0_ns: Optional[int] = None) -> List[Any]:
         from harness.aio_executor import _run_loop

@@ -104,3 +104,12 @@ def test_stop_ends_the_schedule_and_waits_for_calls_in_flight():
     assert time.monotonic() - t < 2.0
     assert 30 <= len(rec.rows) <= 70 and all(r[1] == "ok" for r in rec.rows)
     assert len(rec.rows) == target.started and target.in_flight == 0
+
+
+def test_an_answer_after_the_deadline_is_a_timeout_whatever_the_sweeper_phase():
+    # 1 s timeout -> sweeps every 10 ms; the fake answers 1.004 s after the start, usually
+    # before the sweep that would cancel it: still a timeout, recorded at the deadline
+    target = FakeTarget(service_s=1.004)
+    _ex, rows = run(profiles.constant(10.0, 0.3), target, timeout_s=1.0)
+    assert [r[1] for r in rows] == ["timeout"] * 3
+    assert all(r[4] - r[3] == 1_000_000_000 for r in rows)

@@ -133,8 +133,8 @@ def test_the_coroutine_face_gives_flags_and_raises_http_errors(server):
     from harness.http_target import HttpError, build_http_target
 
     async def main():
-        ok = build_http_target(server + "/cached", payload=None, settings={}, max_in_flight=2, timeout_s=1.0)
-        busy = build_http_target(server + "/busy", payload=None, settings={}, max_in_flight=2, timeout_s=1.0)
+        ok = build_http_target(server + "/cached", payload=None, settings={}, max_in_flight=2)
+        busy = build_http_target(server + "/busy", payload=None, settings={}, max_in_flight=2)
         await ok.aopen()
         await busy.aopen()
         try:
@@ -171,7 +171,7 @@ def test_bad_http_settings_name_the_field(settings, field):
     from harness.http_target import build_http_target
 
     with pytest.raises(TargetError, match=field.replace(".", r"\.")):
-        build_http_target("http://127.0.0.1:1/x", payload=None, settings=settings, max_in_flight=1, timeout_s=1.0)
+        build_http_target("http://127.0.0.1:1/x", payload=None, settings=settings, max_in_flight=1)
 
 
 def test_closed_loop_users_over_http(server):
@@ -195,3 +195,13 @@ def test_pre_encoded_json_bodies_are_sent_as_json(server):
     assert r["summary"]["targets"]["POST /echo"]["outcomes"]["ok"] == 5
     ctype, _xrun, body = Handler.bodies[0]
     assert ctype == "application/json" and len(body["window"]) == 60
+
+
+def test_closed_loop_users_name_transport_failures_like_the_open_loop():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = run({"target": f"http://127.0.0.1:{port}/x", "duration": "1s",
+             "profile": {"type": "users", "vus": 2, "iterations": 3}})
+    (t,) = r["summary"]["targets"].values()
+    assert t["errors"] == {"ConnectionRefusedError": 6}

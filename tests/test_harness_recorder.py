@@ -248,3 +248,14 @@ def test_threshold_source():
     r = by[("latency{target:nope}", "p(95)<1")]
     assert r.observed is None and not r.ok
     assert T.exit_code(results) == T.EXIT_THRESHOLDS_FAILED
+
+
+def test_windows_last_gives_the_tail_of_the_series():
+    rec = Recorder(origin_ns=0)
+    for i in range(10):
+        t = i * 1_000_000_000 + 1000
+        rec.record("a", "ok", t, t, t + 2_000_000)
+    whole = rec.windows()
+    assert len(whole) == 10
+    assert rec.windows(last=3) == whole[-3:]
+    assert rec.windows(last=50) == whole and Recorder(origin_ns=0).windows(last=3) == []

@@ -167,3 +167,14 @@ def test_closed_loop_users_drive_async_targets(tmp_path):
     assert proc.returncode in (0, 98), proc.stderr + proc.stdout
     (t,) = result["summary"]["targets"].values()
     assert t["outcomes"]["ok"] == 10 and t["service_time"]["min"] >= 1.5
+
+
+def test_warm_up_calls_every_workload_of_a_mix():
+    from harness.targets import Target
+
+    calls = []
+    slots = ["a"] * 700 + ["b"] * 200 + ["c"] * 100  # a mix's fixed slot order: b and c come late
+    target = Target("mixed", ("a", "b", "c"), lambda k: (slots[k % 1000], calls.append, (slots[k % 1000],)))
+    sc = load_scenario(None, {"target": "noop"}, env={})
+    Run(sc, RunOptions(metrics_port=None, progress="off", warmup_calls=2, install_signal_handlers=False))._warm_up(target)
+    assert sorted(calls) == ["a", "a", "b", "b", "c", "c"]

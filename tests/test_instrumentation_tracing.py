@@ -215,3 +215,30 @@ def test_metrics_server_negotiates_openmetrics_with_exemplars():
 def test_metrics_server_rejects_bad_port():
     with pytest.raises(ValueError, match="port"):
         serve_metrics(port=70000, registry=CollectorRegistry())
+
+
+def test_a_global_provider_set_after_decoration_is_used():
+    # in a fresh interpreter: the global provider can be set once per process
+    import subprocess
+    import sys
+
+    code = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from instrumentation import instrument
+
+f = instrument("op", registry=CollectorRegistry())(lambda: 1)
+f()  # no global provider yet: no span
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+f()
+print(len(exporter.get_finished_spans()))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"

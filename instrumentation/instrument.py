@@ -206,7 +206,6 @@ class Instrument:
                 finish_ok(elapsed, attributes_of(result) if annotate is not None else None, span, token)
                 return result
 
-            async_wrapper.__wrapped_instrument__ = self  # type: ignore[attr-defined]
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
@@ -229,7 +228,6 @@ class Instrument:
                 finish_ok(elapsed, attributes_of(result) if annotate is not None else None, span, token)
             return result
 
-        wrapper.__wrapped_instrument__ = self  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     # -- context manager ----------------------------------------------------------------

@@ -35,7 +35,6 @@ from .config import ServiceConfig
 from .overload import (
     HTTPLayer,
     HttpMetrics,
-    Overloaded,
     RequestTimedOut,
     WorkPool,
     http_metrics,
@@ -109,17 +108,20 @@ class ServiceState:
         self.model_ready = False
         self.draining = False
         self.startup_error: Optional[str] = None
-        self.pool = WorkPool(config.max_concurrency, on_change=metrics.slots_busy.set)
-        metrics.slots_limit.set(config.max_concurrency)
-        metrics.ready.set(0)
+        self.pool = WorkPool(config.max_concurrency)
         self.sessions = SessionStore(
             config.max_sessions, config.session_idle_timeout_seconds, on_evict=self._on_evict
         )
+        # read at scrape time from the state itself: nothing to keep in step by hand (threads
+        # setting a gauge after releasing a lock could leave it stale)
+        metrics.slots_limit.set(config.max_concurrency)
+        metrics.slots_busy.set_function(lambda: self.pool.busy)
+        metrics.ready.set_function(lambda: 1.0 if self.model_ready and not self.draining else 0.0)
+        metrics.sessions.set_function(lambda: len(self.sessions))
         self.layer: Optional[HTTPLayer] = None
 
     def _on_evict(self, reason: str, n: int) -> None:
         self.metrics.sessions_closed.labels(reason).inc(n)
-        self.metrics.sessions.set(len(self.sessions))
 
     def is_ready(self) -> bool:
         """May work routes run? (The model is warm; draining does not stop accepted work.)"""
@@ -130,7 +132,6 @@ class ServiceState:
         and any that still arrive before the listener closes, are served."""
         if not self.draining:
             self.draining = True
-            self.metrics.ready.set(0)
             log.info("draining: /readyz answers 503 from now on")
 
     def load_and_warm_up(self) -> None:
@@ -151,8 +152,6 @@ class ServiceState:
             extractor.model.model.predict(window)
         self.extractor, self.risk = extractor, risk
         self.model_ready = True
-        if not self.draining:
-            self.metrics.ready.set(1)
         log.info("ready: model loaded and warmed up (%d inferences)", cfg.warmup_inferences)
 
     async def sweep_sessions(self) -> None:
@@ -311,10 +310,6 @@ def _install_error_handlers(app: FastAPI, state: ServiceState) -> None:
         state.metrics.shed.labels("sessions").inc()
         return _error_json(503, "sessions_full", str(exc), "session_id", headers={"retry-after": str(exc.retry_after)})
 
-    async def on_overloaded(request: Request, exc: Overloaded) -> JSONResponse:
-        state.metrics.shed.labels(exc.reason).inc()
-        return _error_json(503, "overloaded", exc.message, exc.field, headers={"retry-after": str(exc.retry_after)})
-
     async def on_timeout(request: Request, exc: RequestTimedOut) -> JSONResponse:
         return _error_json(
             504, "timeout", f"{exc} (request_timeout={state.config.request_timeout_seconds:g} s)"
@@ -334,7 +329,6 @@ def _install_error_handlers(app: FastAPI, state: ServiceState) -> None:
     app.add_exception_handler(SessionNotFound, on_not_found)  # type: ignore[arg-type]
     app.add_exception_handler(SessionBusy, on_busy)  # type: ignore[arg-type]
     app.add_exception_handler(SessionsFull, on_full)  # type: ignore[arg-type]
-    app.add_exception_handler(Overloaded, on_overloaded)  # type: ignore[arg-type]
     app.add_exception_handler(RequestTimedOut, on_timeout)  # type: ignore[arg-type]
     app.add_exception_handler(InjectedFault, on_injected)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, on_unexpected)
@@ -565,7 +559,6 @@ def create_app(
 
         env, obs, info = await run(request, work)
         session = state.sessions.create(env)
-        metrics.sessions.set(len(state.sessions))
         return {
             "session_id": session.id,
             "observation": _obs(obs),
@@ -606,7 +599,6 @@ def create_app(
         if not state.sessions.delete(session_id):
             raise SessionNotFound(session_id)
         metrics.sessions_closed.labels("deleted").inc()
-        metrics.sessions.set(len(state.sessions))
         return Response(status_code=204)
 
     # ---- risk --------------------------------------------------------------------------

@@ -9,7 +9,6 @@ Every invalid value raises :class:`workloads.ConfigError` naming the field or va
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -113,9 +112,7 @@ class ServiceConfig:
                 object.__setattr__(self, name, float(value))
             elif kind == "float" and not isinstance(value, float):
                 raise ConfigError(name, f"expected a number, got {value!r}")
-            _parse(name, value, name)
-            if kind == "float" and not math.isfinite(value):
-                raise ConfigError(name, f"must be finite, got {value!r}")
+            _parse(name, value, name)  # parse_float rejects inf and nan
         if not isinstance(self.extractor, ExtractorConfig):
             raise ConfigError("extractor", f"expected an ExtractorConfig, got {type(self.extractor).__name__}")
 

@@ -49,7 +49,6 @@ __all__ = [
     "BodyTooLarge",
     "HTTPLayer",
     "HttpMetrics",
-    "Overloaded",
     "RequestTimedOut",
     "SHED_REASONS",
     "Slot",
@@ -68,17 +67,6 @@ UNMATCHED = "unmatched"
 
 
 # --------------------------------------------------------------------------- errors
-
-
-class Overloaded(Exception):
-    """Refuse the request with 503 + Retry-After, counted as a shed of ``reason``."""
-
-    def __init__(self, reason: str, message: str, retry_after: int, field: str | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.retry_after = retry_after
-        self.field = field
 
 
 class RequestTimedOut(Exception):
@@ -199,20 +187,14 @@ class Slot:
             self._refs -= 1
             if self._refs == 0:
                 pool._busy -= 1
-                busy = pool._busy
-            else:
-                return
-        if pool.on_change is not None:
-            pool.on_change(busy)
 
 
 class WorkPool:
     """``max_concurrency`` slots and a thread pool of the same size, so an admitted
     computation never waits for a thread."""
 
-    def __init__(self, max_concurrency: int, *, on_change: Callable[[int], None] | None = None) -> None:
+    def __init__(self, max_concurrency: int) -> None:
         self.limit = max_concurrency
-        self.on_change = on_change
         self._busy = 0
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="lbh-work")
@@ -226,9 +208,6 @@ class WorkPool:
             if self._busy >= self.limit:
                 return None
             self._busy += 1
-            busy = self._busy
-        if self.on_change is not None:
-            self.on_change(busy)
         return Slot(self)
 
     async def run(

@@ -5,7 +5,10 @@ Prints, measured now on this machine:
      highest rate one process sustains with lag p99 <= 1 ms;
   2. lag p50/p99 at 1,000 and 10,000 requests/s;
   3. the harness's own CPU share while it drives the reference extractor at 50 rps:
-     (process CPU during the run − CPU of the same calls paced by a bare loop) / wall.
+     (process CPU during the run − CPU of the same calls paced by a bare loop) / wall;
+  4. what a request body costs the HTTP target: JSON-encoding one 60 x 15 feature window
+     per request against ``harness.payloads.feature_window`` (encoded once, per request a
+     lookup), and the bytes the target writes for each.
 
     .venv/bin/python benchmarks/generator.py [--quick]
 """
@@ -104,6 +107,26 @@ def main() -> None:
     a = res["summary"]["all"]
     print(f"  (that run: p95 {a['latency']['p95']:.2f} ms, p99 {a['latency']['p99']:.2f} ms, "
           f"lag p99 {a['lag']['p99']:.3f} ms)")
+    payload_cost()
+
+
+def payload_cost(n: int = 300) -> None:
+    """Encoding a feature window per request vs the pre-encoded pool (same bodies)."""
+    import json
+    import timeit
+
+    from harness.http_target import _Request
+    from harness.payloads import feature_window, window_pool
+
+    pool = window_pool(0)
+    feature_window(0)  # build the encoded pool before timing
+    req = _Request("POST", "http://127.0.0.1:8000/v1/features", {})
+    per_call = min(timeit.repeat(lambda: req.encode({"window": pool[7].tolist()}), number=n, repeat=3)) / n
+    cached = min(timeit.repeat(lambda: req.encode(feature_window(7)), number=n, repeat=3)) / n
+    size = len(json.dumps({"window": pool[7].tolist()}, separators=(",", ":")))
+    print(f"\nrequest body, one 60 x 15 window ({size:,} bytes of JSON):")
+    print(f"  encoded per request     {per_call * 1e3:8.3f} ms")
+    print(f"  pre-encoded pool        {cached * 1e3:8.3f} ms   ({per_call / cached:,.0f}x less)")
 
 
 if __name__ == "__main__":

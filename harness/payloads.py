@@ -5,8 +5,9 @@ seeded pool built once (before the clock starts, at the first call of the warm-u
 run), so building payloads does not show up as generator lag.
 
 A generator may return a :class:`JsonBody` (JSON already encoded): the HTTP target sends
-it as is. ``feature_window`` does: encoding a 60 x 15 window costs ~0.7 ms, more than the
-whole request costs the generator otherwise, so its pool is encoded once.
+it as is. ``feature_window`` does: encoding a 60 x 15 window costs 0.4-0.7 ms here, more than the
+whole request costs the generator otherwise (benchmarks/generator.py prints both), so its
+pool is encoded once.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ the GIL — its shared writes are single atomic C calls (``array.extend`` of a 4
 ``list.append``) and the flush consumes ``buf[:n]`` then ``del buf[:n]`` so concurrent
 appends are never lost; everything else (flush, merge, reads) runs under one re-entrant
 lock, so a flush never blocks the recording threads.  On a free-threaded build (no GIL)
-``record`` takes the lock too (``lock=True`` forces that anywhere; it costs ≈ 0.3 µs).
+``record`` takes the lock too (``lock=True`` forces that anywhere, at the cost of one lock per record).
 Across processes or pods: one Recorder each, ``encode()`` it, ``merge()`` the decoded
 results — exact.
 
@@ -119,7 +119,7 @@ def _bucket_index(v: np.ndarray, unit_mag: int, half_mag: int, mask: int) -> np.
 
 
 def _counts_view(h: HdrHistogram) -> np.ndarray:
-    """numpy view of the histogram's ctypes counts (cached: building it costs ~0.5 ms)."""
+    """numpy view of the histogram's ctypes counts (cached: numpy builds it from the ctypes array type each time)."""
     view = getattr(h, "_harness_counts", None)
     if view is None:
         view = np.ctypeslib.as_array(h.counts)

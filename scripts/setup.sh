@@ -9,7 +9,7 @@ PY=${PYTHON:-python3}
 need_bins=()
 command -v prometheus >/dev/null 2>&1 || need_bins+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need_bins+=(prometheus)
-command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 || need_bins+=(prometheus-alertmanager)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_bins+=(prometheus-alertmanager)  # the name the harness runs
 command -v amtool >/dev/null 2>&1 || need_bins+=(prometheus-alertmanager)
 # for the tests: kustomize builds (kubectl), the HTML report in headless Chromium, a
 # self-signed certificate for the HTTPS client test (openssl)
@@ -22,8 +22,12 @@ if ((${#need_bins[@]})); then
     echo "setup: installing Debian packages: $pkgs"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+    # one package at a time: one that no configured apt source has (kubectl is not in
+    # Debian's main archive) must not keep the others from installing
+    for pkg in $pkgs; do
+      apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null \
+        || echo "setup: apt-get could not install $pkg; install it yourself (kubectl: https://kubernetes.io/docs/tasks/tools/)"
+    done
   else
     echo "setup: binaries missing ($pkgs)."
     echo "       Install them (Debian/Ubuntu: sudo apt-get install --no-install-recommends $pkgs;"

@@ -56,7 +56,7 @@ def test_coordinated_omission_stall_shows_in_latency_not_service_time():
     for _, _, intended, start, end, _, _ in during:
         latency = end - intended
         assert latency >= (block_end - intended) - 2_000_000, "latency must include the rest of the stall"
-        assert end - start < 50_000_000, "service time stays small"
+        assert end - start < 150_000_000, "service time stays small (the stall is 500 ms)"
     # the blocked request itself: service time is the block
     blocked = [r for r in rows if r[4] - r[3] >= block_s * 1e9 * 0.95]
     assert len(blocked) == 1
@@ -68,11 +68,11 @@ def test_timeout_is_recorded_at_the_deadline_and_the_run_does_not_wait():
     def target():
         calls.append(1)
         if len(calls) == 3:
-            time.sleep(3.0)  # one call hangs far past the timeout
+            time.sleep(6.0)  # one call hangs far past the timeout
 
     t_start = time.monotonic()
     ex, rows, t0 = run_threads(profiles.constant(20.0, 1.0), target, threads=2, timeout_s=0.2)
-    assert time.monotonic() - t_start < 2.5  # did not wait for the hung call
+    assert time.monotonic() - t_start < 4.0  # did not wait for the hung call
     outcomes = [r[1] for r in rows]
     assert outcomes.count("timeout") == 1
     assert outcomes.count("ok") == 19

@@ -40,7 +40,7 @@ def test_merged_percentiles_equal_the_union_and_thresholds_are_global():
     for i in range(6000):
         part = parts[i % 3]
         intended = i * 1_000_000
-        # part 2 is the slow pod: only the union's p99 sees how slow the whole fleet was
+        # part 2 is the slow pod: 2 % of its requests take +60 ms, 0.67 % of the fleet's
         service = int(rng.expovariate(1 / 3e6)) + (60_000_000 if i % 3 == 2 and i % 50 == 2 else 0)
         outcome = "error" if i % 97 == 0 else "ok"
         for rec in (part, union):
@@ -49,12 +49,12 @@ def test_merged_percentiles_equal_the_union_and_thresholds_are_global():
     merged = merge_results([with_recorder(template, p) for p in parts], ["pod-0", "pod-1", "pod-2"])
     assert merged["summary"]["all"]["latency"] == union.summary()["all"]["latency"]
     assert merged["summary"]["all"]["outcomes"] == union.summary()["all"]["outcomes"]
-    # judged on the union: each pod alone might pass p(99)<50ms; the fleet does not
+    # judged on the union, not per pod: the slow pod alone fails p(99)<50ms, the fleet passes
     per_pod_p99 = [p.summary()["all"]["latency"]["p99"] for p in parts]
-    assert min(per_pod_p99) < 50
+    assert min(per_pod_p99) < 50 < max(per_pod_p99)
     th = {t["expression"]: t for t in merged["thresholds"]}
-    assert th["p(99)<50ms"]["observed"] == union.summary()["all"]["latency"]["p99"]
-    assert merged["verdict"]["exit_code"] == (0 if th["p(99)<50ms"]["ok"] else 99)
+    assert th["p(99)<50ms"]["observed"] == union.summary()["all"]["latency"]["p99"] < 50
+    assert th["p(99)<50ms"]["ok"] is True and merged["verdict"]["exit_code"] == 0
 
 
 def test_merge_cli_and_bad_inputs(tmp_path):

@@ -71,9 +71,9 @@ def test_adapter_rules_and_hpa_metric_exist_in_the_service_metrics(scraped):
 
 def test_keda_query_metrics_exist_in_the_service_metrics(scraped):
     so = find(build("overlays/keda"), "ScaledObject", "lbh-service")
-    for trigger in so["spec"]["triggers"]:
-        if trigger["type"] != "prometheus":
-            continue
+    triggers = [t for t in so["spec"]["triggers"] if t["type"] == "prometheus"]
+    assert triggers, "the KEDA overlay has no prometheus trigger to check"
+    for trigger in triggers:
         used = set(METRIC.findall(trigger["metadata"]["query"]))
         assert used and used <= scraped, sorted(used - scraped)
 

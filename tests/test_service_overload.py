@@ -88,7 +88,7 @@ def test_overloaded_server_sheds_with_503_and_retry_after_and_counts_it():
         assert all(h["retry-after"] == "2" for _, h, _ in shed)
         assert all(r.get("content-type") == "application/json" for _, r, _ in shed)
         assert min(s for _, _, s in ok) >= 0.5  # the admitted request really computed
-        assert statistics.median(s for _, _, s in shed) < 0.25  # sheds do not wait for a slot
+        assert statistics.median(s for _, _, s in shed) < 0.45  # sheds do not wait for the 0.5 s slot
         assert probe == {"readyz": 200, "metrics": 200}  # probes need no slot
 
         text = c.get("/metrics").text
@@ -118,7 +118,7 @@ def test_a_timed_out_request_gets_504_and_its_computation_keeps_the_slot():
         first = c.post("/v1/features", json={"window": WINDOW})
         took = time.perf_counter() - t0
         assert first.status_code == 504 and first.json()["error"] == "timeout"
-        assert 0.2 <= took < 0.8
+        assert 0.2 <= took < 0.95  # answered at its deadline, not after the 1 s model call
         # The model call (1 s) is still running and still holds the only slot.
         assert svc.state.pool.busy == 1
         second = c.post("/v1/features", json={"window": WINDOW})

@@ -171,6 +171,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"harness: --segment: {exc}", file=sys.stderr)
             return EXIT_USAGE
     out = args.out or str(Path("results") / f"{scenario.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+    baseline = None
+    if getattr(args, "baseline", None):  # checked before the load, not after it
+        from harness.report_html import load_result
+
+        try:
+            baseline = load_result(args.baseline)
+        except (OSError, ValueError) as exc:
+            print(f"harness: --baseline: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     from harness.stack import find_binaries, missing_binaries_message
 
     stack_mode = args.stack
@@ -222,7 +231,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(format_summary(result, str(path)))
     from harness.cli_reports import after_run
 
-    return after_run(args, result, path)
+    return after_run(args, result, path, baseline=baseline)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -299,14 +308,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     handler = getattr(args, "_handler", None)
     if handler is not None:
         return int(handler(args))
-    if args.command == "scale-test":
-        from harness import scale_test
-
-        return scale_test.run(args)
-    if args.command == "dashboards":
-        from harness.dashboards import run as run_dashboards
-
-        return run_dashboards(args)
     return {"run": _cmd_run, "validate": _cmd_validate, "stack": _cmd_stack, "merge": _cmd_merge}[args.command](args)
 
 

@@ -57,23 +57,17 @@ def add_run_arguments(run: Any) -> None:
     g.add_argument("--smoke", action="store_true", help="a packaged scenario's shortened variant (a few seconds)")
 
 
-def after_run(args: Any, result: Dict[str, Any], result_path: Path, *, stdout: Any = None,
-              stderr: Any = None) -> int:
-    """Report and baseline gate after ``harness run``; returns the exit code to use."""
+def after_run(args: Any, result: Dict[str, Any], result_path: Path, *, baseline: Optional[Dict[str, Any]] = None,
+              stdout: Any = None) -> int:
+    """Report and baseline gate after ``harness run`` (``baseline``: the loaded ``--baseline``
+    result, read before the load so a bad path fails at once); returns the exit code."""
     stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
     code = int(result["verdict"]["exit_code"])
     comparison: Optional[Dict[str, Any]] = None
-    if getattr(args, "baseline", None):
+    if baseline is not None:
         from harness.compare import compare, format_comparison, gate_exit_code
-        from harness.report_html import load_result
 
-        try:
-            base = load_result(args.baseline)
-        except (OSError, ValueError) as exc:
-            print(f"harness: --baseline: {exc}", file=stderr)
-            return 2
-        comparison = compare(base, result)
+        comparison = compare(baseline, result)
         if not getattr(args, "quiet", False):
             print("\n" + format_comparison(comparison), file=stdout)
         code = gate_exit_code(code, comparison)

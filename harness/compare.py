@@ -31,6 +31,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, TextIO
 
+from harness.summary import run_duration
+
 __all__ = [
     "EXIT_REGRESSED",
     "UNCHANGED_BELOW",
@@ -94,14 +96,6 @@ def classify(base: Optional[float], new: Optional[float], *, lower_is_better: bo
             "beyond_tolerance": beyond, "note": note}
 
 
-def _duration(result: Mapping[str, Any]) -> Optional[float]:
-    sc = result.get("scenario") or {}
-    d = sc.get("duration")
-    if result.get("status") in ("interrupted", "aborted") or not d:
-        d = result.get("elapsed_s")
-    return float(d) if d else None
-
-
 def _figures(result: Mapping[str, Any], block: Mapping[str, Any]) -> Dict[str, tuple]:
     """name -> (value, samples, Line)."""
     out: Dict[str, tuple] = {}
@@ -115,7 +109,7 @@ def _figures(result: Mapping[str, Any], block: Mapping[str, Any]) -> Dict[str, t
         out[f"{label} max"] = (s.get("max"), cnt, Line(f"{label} max", True, False, kind="info"))
     out["error rate"] = (block.get("error_rate"), n, Line("error rate", True, True, kind="rate"))
     out["timeout rate"] = (block.get("timeout_rate"), n, Line("timeout rate", True, True, kind="rate"))
-    d = _duration(result)
+    d = run_duration(result)
     ran = n - int((block.get("outcomes") or {}).get("dropped", 0))
     out["throughput (rps)"] = (ran / d if d and n else None, n, Line("throughput (rps)", False, True, kind="throughput"))
     ok = int((block.get("outcomes") or {}).get("ok", 0))

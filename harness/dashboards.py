@@ -156,7 +156,7 @@ def push(url: str, credential: Credential = None, dashboards: Optional[Sequence[
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``dashboards generate|push`` to a parent's subparsers; dispatch with :func:`run`."""
+    """Add ``dashboards generate|push`` to a parent's subparsers (dispatched to :func:`run`)."""
     p = subparsers.add_parser("dashboards", help="generate the Grafana dashboards' JSON, or push them to a Grafana")
     sub = p.add_subparsers(dest="dashboards_command")
     gen = sub.add_parser("generate", help="write dashboards/json/*.json from dashboards/definitions.py")
@@ -170,6 +170,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     push_p.add_argument("--folder-title", default=DEFAULT_FOLDER_TITLE)
     push_p.add_argument("--dir", type=Path, default=JSON_DIR, help="folder of dashboard JSON files")
     push_p.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP call")
+    p.set_defaults(_handler=run)
     return p
 
 

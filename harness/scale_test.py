@@ -621,7 +621,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="the harness's own progress line (default off: the sampler prints a line per sample)")
     o.add_argument("--lag-bound-ms", type=float, default=5.0)
     o.add_argument("--quiet", "-q", action="store_true")
-    p.set_defaults(func=run)
+    p.set_defaults(_handler=run)
     return p
 
 

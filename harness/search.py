@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from harness.scenario import Scenario, scenario_from_dict
+from harness.summary import run_duration
 from harness.thresholds import EXIT_INVALID_RUN, EXIT_OK, EXIT_THRESHOLDS_FAILED, EXIT_USAGE
 
 __all__ = ["SearchSettings", "SearchError", "search", "step_scenario", "format_search", "add_search_arguments",
@@ -99,8 +100,7 @@ def _default_runner(options: Any) -> Callable[[Scenario], Dict[str, Any]]:
 def _evidence(rate: float, result: Mapping[str, Any], settings: SearchSettings, phase: str) -> Dict[str, Any]:
     summ = (result.get("summary") or {}).get("all") or {}
     lat = summ.get("latency") or {}
-    sc = result.get("scenario") or {}
-    duration = float(sc.get("duration") or result.get("elapsed_s") or 0) or None
+    duration = run_duration(result)
     ran = int(summ.get("count") or 0) - int((summ.get("outcomes") or {}).get("dropped", 0))
     achieved = ran / duration if duration else None
     failed = [f"{t['metric']} {t['expression']} (observed {t['observed']if t['observed'] is None else round(t['observed'], 4)})"

@@ -33,6 +33,7 @@ import math
 import sys
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from harness.summary import run_duration
 from harness.thresholds import EXIT_OK, EXIT_THRESHOLDS_FAILED, EXIT_USAGE
 
 __all__ = ["Trend", "fit_trend", "rss_trend", "leak_verdict", "latency_stability", "analyze", "format_soak",
@@ -110,7 +111,7 @@ def leak_verdict(result: Mapping[str, Any], *, tolerance_bytes_per_hour: float =
         return out
     by_time = _judge(trend, tol_per_s, ("leak", "flat"))
     summ = (result.get("summary") or {}).get("all") or {}
-    duration = float((result.get("scenario") or {}).get("duration") or result.get("elapsed_s") or 0)
+    duration = run_duration(result)
     rps = (summ.get("count") or 0) / duration if duration else 0.0
     by_req = None
     per_req: Optional[Dict[str, float]] = None

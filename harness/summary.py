@@ -6,9 +6,18 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping, Optional
 
-__all__ = ["format_summary", "write_result"]
+__all__ = ["format_summary", "write_result", "run_duration"]
+
+
+def run_duration(result: Mapping[str, Any]) -> Optional[float]:
+    """Seconds the load of ``result`` lasted: the scheduled duration, or the elapsed time of
+    a run stopped early (dividing by the full schedule would under-report its rate)."""
+    d = (result.get("scenario") or {}).get("duration")
+    if result.get("status") in ("interrupted", "aborted") or not d:
+        d = result.get("elapsed_s")
+    return float(d) if d else None
 
 
 def _ms(v: Any) -> str:

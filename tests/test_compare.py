@@ -150,17 +150,24 @@ def test_cmd_compare(tmp_path, base, capsys):
 def test_after_run_gate_and_report(tmp_path, base, capsys):
     from harness.cli_reports import after_run
 
+    from harness.cli import main
+    from harness.report_html import load_result
+
     pb = write_result(json.loads(json.dumps(base)), tmp_path / "base.json")
+    loaded = load_result(str(pb))
     new = {**synthetic(scale=1.3), "verdict": {"exit_code": 0, "passed": True}, "thresholds": []}
     args = type("A", (), dict(baseline=str(pb), report="", quiet=False))()
-    assert after_run(args, new, tmp_path / "new.json") == EXIT_REGRESSED
+    assert after_run(args, new, tmp_path / "new.json", baseline=loaded) == EXIT_REGRESSED
     out = capsys.readouterr().out
     assert "gate: FAILED (exit 97)" in out and (tmp_path / "new.html").exists()
     assert 'id="comparison"' in (tmp_path / "new.html").read_text()
     failed = {**new, "verdict": {"exit_code": 99, "passed": False}}
-    assert after_run(args, failed, tmp_path / "new.json") == 99          # the run's own failure wins
+    assert after_run(args, failed, tmp_path / "new.json", baseline=loaded) == 99  # the run's own failure wins
     same = {**synthetic(), "verdict": {"exit_code": 0, "passed": True}, "thresholds": []}
     args.report = None
-    assert after_run(args, same, tmp_path / "same.json") == 0
-    args.baseline = str(tmp_path / "missing.json")
-    assert after_run(args, same, tmp_path / "same.json") == 2
+    assert after_run(args, same, tmp_path / "same.json", baseline=loaded) == 0
+    # a baseline that cannot be read is a usage error before any load is sent
+    out_json = tmp_path / "never.json"
+    assert main(["run", "--target", "noop", "--duration", "30s", "--no-metrics", "--baseline",
+                 str(tmp_path / "missing.json"), "--out", str(out_json)]) == 2
+    assert "--baseline" in capsys.readouterr().err and not out_json.exists()

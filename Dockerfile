@@ -1,8 +1,24 @@
 # syntax=docker/dockerfile:1
-# The latency-budget harness and its reference service, CPU only, as a non-root user.
+# The latency-budget harness and its reference service, CPU only, as a non-root user,
+# installed from the wheel exactly as users install it (no editable checkout).
 #   docker build -t latency-budget-harness:0.1.0 .
-#   docker run --rm -p 8000:8000 latency-budget-harness:0.1.0            # the HTTP service
-#   docker run --rm latency-budget-harness:0.1.0 harness run --duration 30s   # the harness
+#   docker run --rm -p 127.0.0.1:8000:8000 latency-budget-harness:0.1.0          # the HTTP service
+#   docker run --rm latency-budget-harness:0.1.0 harness run --duration 30s     # the harness
+
+# -- stage 1: build the wheel (rules and dashboards become package data) ------------------
+FROM python:3.11.10-slim-bookworm AS wheel
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY instrumentation ./instrumentation
+COPY workloads ./workloads
+# harness/observe/assets links to the top-level alerts/ and dashboards/: the one source
+COPY harness ./harness
+COPY alerts ./alerts
+COPY dashboards ./dashboards
+RUN pip wheel --no-deps --wheel-dir /dist .
+
+# -- stage 2: the image ------------------------------------------------------------------
 FROM python:3.11.10-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,22 +27,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # CPU-only torch first, from PyTorch's CPU index (the default index resolves CUDA wheels,
-# gigabytes the service never uses); its own layer so code changes do not re-download it.
+# gigabytes the service never uses); its own layer, before any project file, so code
+# changes do not re-download it.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY instrumentation ./instrumentation
-COPY workloads ./workloads
-COPY harness ./harness
-# The harness reads alerts/ and dashboards/ beside its package (editable install keeps them there).
-COPY alerts ./alerts
-COPY dashboards ./dashboards
-RUN pip install -e . \
+COPY --from=wheel /dist /dist
+# [all]: service, k8s, grafana, otlp-grpc. URLLIB3_NO_OVERRIDE keeps grafana-client's
+# urllib3-future from replacing urllib3 (the kubernetes client needs the real one).
+RUN URLLIB3_NO_OVERRIDE=1 pip install --no-binary urllib3-future "$(ls /dist/*.whl)[all]" \
+ && rm -rf /dist \
  && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home lbh \
  && mkdir -p /app/results \
  && chown lbh:lbh /app/results
 
+WORKDIR /app
 USER 10001:10001
 EXPOSE 8000 9100
 

@@ -17,6 +17,7 @@ bench: setup
 	$(PY) benchmarks/instrumentation_overhead.py
 	$(PY) benchmarks/workloads.py
 	$(PY) benchmarks/generator.py
+	$(PY) benchmarks/install_footprint.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -7,7 +7,7 @@ Prints, measured now on this machine:
   3. the harness's own CPU share while it drives the reference extractor at 50 rps:
      (process CPU during the run − CPU of the same calls paced by a bare loop) / wall;
   4. what a request body costs the HTTP target: JSON-encoding one 60 x 15 feature window
-     per request against ``harness.payloads.feature_window`` (encoded once, per request a
+     per request against ``workloads.plugin.payloads.feature_window`` (encoded once, per request a
      lookup), and the bytes the target writes for each.
 
     .venv/bin/python benchmarks/generator.py [--quick]
@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from harness.runner import Run, RunOptions  # noqa: E402
-from harness.scenario import load_scenario  # noqa: E402
+from harness.run.runner import Run, RunOptions  # noqa: E402
+from harness.config.scenario import load_scenario  # noqa: E402
 
 
 def run(target: str, rate: float, seconds: float, threads: int) -> dict:
@@ -115,8 +115,8 @@ def payload_cost(n: int = 300) -> None:
     import json
     import timeit
 
-    from harness.http_target import _Request
-    from harness.payloads import feature_window, window_pool
+    from harness.targets.http import _Request
+    from workloads.plugin.payloads import feature_window, window_pool
 
     pool = window_pool(0)
     feature_window(0)  # build the encoded pool before timing

@@ -291,7 +291,7 @@ def run_harness(url: str, tmp: str, *, rate: float, seconds: float, max_in_fligh
     out_json = os.path.join(tmp, f"harness-{tag}-{int(time.time() * 1000) % 100000}.json")
     exe = os.path.join(BIN, "harness")
     load = ["--profile", "users", "--vus", str(users)] if users else ["--rate", f"{rate:g}"]
-    cmd = ([exe] if os.path.exists(exe) else [sys.executable, "-m", "harness.cli"]) + [
+    cmd = ([exe] if os.path.exists(exe) else [sys.executable, "-m", "harness.cli.main"]) + [
         "run", "--target", url, *load, "--duration", f"{seconds:g}s",
         "--set", f"executor.max_in_flight={max_in_flight}", "--timeout", timeout,
         "--set", "thresholds={}", "--no-metrics", "--progress", "off", "--quiet", "--out", out_json]

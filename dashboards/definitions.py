@@ -1,6 +1,6 @@
 """The Grafana dashboards, defined once in Python.
 
-``python -m harness.dashboards generate`` writes them to ``dashboards/json/*.json`` (the
+``python -m harness.observe.dashboards generate`` writes them to ``dashboards/json/*.json`` (the
 committed files Grafana provisions); ``tests/test_dashboards_schema.py`` fails when the
 committed JSON drifts from this definition.
 

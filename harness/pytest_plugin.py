@@ -84,13 +84,13 @@ class LoadResult:
         s = self.summary.get(metric) or {}
         if key in s:
             return s[key]
-        from harness.recorder import Recorder, value_at_percentile
+        from harness.record.recorder import Recorder, value_at_percentile
 
         h = Recorder.decode(self.result["histograms"]).histogram(metric)
         return value_at_percentile(h, p) / 1000.0 if h.total_count else None
 
     def text(self) -> str:
-        from harness.summary import format_summary
+        from harness.result.summary import format_summary
 
         return format_summary(self.result)
 
@@ -122,9 +122,9 @@ def run_load_scenario(scenario: Optional[str] = None, *, smoke: bool = False, en
     ``kw``: ``rate``, ``duration``, ``thresholds``, ``target``, ``payload``, ``overrides``
     (dotted paths) or any top-level scenario field.  ``check``: raise
     :class:`LoadThresholdsFailed` when a threshold failed or the run was invalid."""
-    from harness import library
-    from harness.runner import Run, RunOptions
-    from harness.scenario import scenario_from_dict
+    from harness.config import library
+    from harness.run.runner import Run, RunOptions
+    from harness.config.scenario import scenario_from_dict
 
     ov = _overrides(**kw)
     if scenario is None:
@@ -135,8 +135,8 @@ def run_load_scenario(scenario: Optional[str] = None, *, smoke: bool = False, en
     opts = run_options or RunOptions(metrics_port=None, progress="off", install_signal_handlers=False)
     res = LoadResult(Run(sc, opts).execute())
     if report_dir is not None:
-        from harness.report_html import write_report
-        from harness.summary import write_result
+        from harness.result.html import write_report
+        from harness.result.summary import write_result
 
         report_dir = Path(report_dir)
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", report_name)[:120]

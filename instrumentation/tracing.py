@@ -131,7 +131,11 @@ def _otlp_exporter(protocol: str, env: Mapping[str, str]):
     traces_ep = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     base_ep = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        try:  # grpcio is an extra: OTLP over HTTP needs none of it
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        except ImportError as exc:
+            raise TracingConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the gRPC exporter ({exc}): "
+                             "pip install 'latency-budget-harness[otlp-grpc]', or use http/protobuf") from None
 
         return OTLPSpanExporter(endpoint=traces_ep or base_ep or "localhost:4317")
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

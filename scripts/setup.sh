@@ -46,6 +46,10 @@ echo "setup: creating $VENV and installing the project (torch==2.13.0 CPU first)
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # torch first, pinned: any other spec may pull a multi-GB CUDA build.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-"$VENV/bin/python" -m pip install -q -e ".[test]"
+# grafana-client -> niquests -> urllib3-future, which by default replaces urllib3 in the
+# venv (and keeps doing so from a .pth file at every start); the kubernetes client and
+# schemathesis need the real urllib3. URLLIB3_NO_OVERRIDE=1 with a source build keeps
+# urllib3-future under its own name, where niquests finds it.
+URLLIB3_NO_OVERRIDE=1 "$VENV/bin/python" -m pip install -q --no-binary urllib3-future -e ".[all,test]"
 echo "$want" > "$stamp"
 echo "setup: done ($VENV)"

@@ -16,7 +16,7 @@ RUNBOOKS = ROOT / "docs" / "runbooks"
 TEST_FILES = sorted((ALERTS / "tests").glob("*.yml"))
 SEVERITIES = {"critical", "page", "warning", "info"}
 
-# Metric names the project exports (instrumentation, workloads.faults, harness.live,
+# Metric names the project exports (instrumentation, workloads.faults, harness.run.live,
 # prometheus_client's process collector) plus Prometheus's own `up`.
 _HISTOGRAMS = {
     "lbh_operation_duration_seconds",

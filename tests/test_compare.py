@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from harness.compare import EXIT_REGRESSED, classify, cmd_compare, compare, format_comparison, gate_exit_code
-from harness.recorder import Recorder
-from harness.summary import write_result
+from harness.result.compare import EXIT_REGRESSED, classify, cmd_compare, compare, format_comparison, gate_exit_code
+from harness.record.recorder import Recorder
+from harness.result.summary import write_result
 
 
 def synthetic(n: int = 5000, scale: float = 1.0, errors: int = 0, dropped: int = 0, seed: int = 1,
@@ -140,7 +140,7 @@ def test_cmd_compare(tmp_path, base, capsys):
     assert cmd_compare(args) == EXIT_REGRESSED
     out = capsys.readouterr().out
     assert "latency p95" in out and "FAIL" in out
-    assert json.loads((tmp_path / "c.json").read_text())["schema"] == "harness.compare/1"
+    assert json.loads((tmp_path / "c.json").read_text())["schema"] == "harness.result.compare/1"
     args.new = str(pb)
     assert cmd_compare(args) == 0
     args.new = str(tmp_path / "missing.json")
@@ -148,10 +148,10 @@ def test_cmd_compare(tmp_path, base, capsys):
 
 
 def test_after_run_gate_and_report(tmp_path, base, capsys):
-    from harness.cli_reports import after_run
+    from harness.cli.reports import after_run
 
-    from harness.cli import main
-    from harness.report_html import load_result
+    from harness.cli.main import main
+    from harness.result.html import load_result
 
     pb = write_result(json.loads(json.dumps(base)), tmp_path / "base.json")
     loaded = load_result(str(pb))

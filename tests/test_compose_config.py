@@ -11,7 +11,6 @@ command parses with the real CLI and its scenario and payload are valid.
 
 from __future__ import annotations
 
-import importlib
 
 import json
 import re
@@ -168,8 +167,9 @@ def test_traces_flow_from_the_apps_to_the_datasource_grafana_reads() -> None:
 
 
 def test_the_harness_one_shot_command_parses_and_its_scenario_is_valid() -> None:
-    from harness.cli import build_parser
-    from harness.scenario import load_scenario
+    from harness.cli.main import build_parser
+    from harness.config.scenario import load_scenario
+    from harness.targets.resolve import resolve_payload
 
     cmd = SERVICES["harness"]["command"]
     assert cmd[:2] == ["harness", "run"]
@@ -181,10 +181,9 @@ def test_the_harness_one_shot_command_parses_and_its_scenario_is_valid() -> None
     sc = load_scenario(str(scenario_host), {}, env={})
     assert sc.target.startswith("http://service:8000/")
     assert [p.name for p in sc.profile.phases()] == ["warm-up", "steady", "spike"]
-    # the payload generator ships with the harness package the image installs
-    assert sc.payload.startswith("harness.payloads:")
-    module, func = sc.payload.split(":")
-    body = getattr(importlib.import_module(module), func)(7)
+    # the payload generator is registered by the workloads plug-in the image installs
+    assert sc.payload == "feature_window_hot"
+    body = resolve_payload(sc.payload)(7)
     from workloads.service.config import ServiceConfig
     from workloads.service.schemas import build_request_models
 
@@ -211,7 +210,10 @@ def test_dockerfile_is_cpu_torch_non_root_and_runs_the_service() -> None:
     assert cmd == SERVICES["service"]["command"]
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", "results"} <= set(ignore)
-    # everything the COPY lines name exists
-    for line in re.findall(r"^COPY\s+(.+)$", text, re.M):
+    # everything the COPY lines name from the context exists (--from= copies a stage's files)
+    for line in re.findall(r"^COPY\s+(?!--from=)(.+)$", text, re.M):
         for src in shlex.split(line)[:-1]:
             assert (ROOT / src).exists(), src
+    # the image installs the built wheel, never the checkout in editable mode
+    assert re.search(r"^RUN pip wheel --no-deps --wheel-dir /dist \.$", text, re.M)
+    assert "pip install -e" not in text and "/dist/*.whl" in text

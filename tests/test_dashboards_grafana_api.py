@@ -18,8 +18,8 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from harness import annotations as ha
-from harness import dashboards as hd
+from harness.observe import annotations as ha
+from harness.observe import dashboards as hd
 
 TOKEN = "glsa_test_token"
 USER, PASSWORD = "admin", "s3cret"
@@ -250,8 +250,8 @@ def test_cli_push_and_generate_check(grafana, monkeypatch, capsys, tmp_path) -> 
 
 
 def _stages_run(**opts: Any):
-    from harness.runner import Run, RunOptions
-    from harness.scenario import load_scenario
+    from harness.run.runner import Run, RunOptions
+    from harness.config.scenario import load_scenario
 
     sc = load_scenario(None, {"target": "noop", "duration": "3s",
                               "profile": {"type": "stages", "stages": [

@@ -26,8 +26,8 @@ from typing import Any, Dict, List, Tuple
 import pytest
 import yaml
 
-from harness import dashboards as hd
-from harness.stack import PrometheusClient
+from harness.observe import dashboards as hd
+from harness.observe.stack import PrometheusClient
 from tests.conftest import require_binary
 
 pytestmark = pytest.mark.binaries
@@ -203,8 +203,8 @@ def test_every_panel_query_returns_data_after_a_harness_run() -> None:
     """In-process workloads: everything but the cluster and HTTP-service queries."""
     require_binary("prometheus", "prometheus")
     require_binary("prometheus-alertmanager", "prometheus-alertmanager")
-    from harness.runner import Run, RunOptions
-    from harness.scenario import load_scenario
+    from harness.run.runner import Run, RunOptions
+    from harness.config.scenario import load_scenario
 
     report: Dict[str, Any] = {}
     threads: List[threading.Thread] = []
@@ -224,9 +224,9 @@ def test_http_service_queries_return_data_against_the_service() -> None:
 
     from prometheus_client import CollectorRegistry
 
-    from harness.runner import Run, RunOptions
-    from harness.scenario import load_scenario
-    from harness.stack import LocalStack
+    from harness.run.runner import Run, RunOptions
+    from harness.config.scenario import load_scenario
+    from harness.observe.stack import LocalStack
     from workloads.service import ServiceConfig, ServiceThread
 
     with socket.socket() as sock:
@@ -240,7 +240,7 @@ def test_http_service_queries_return_data_against_the_service() -> None:
             LocalStack({"harness": [f"127.0.0.1:{harness_port}"], "service": [f"127.0.0.1:{svc.port}"]},
                        scrape_interval_s=1.0) as stack:
         on_started = _checker(queries, lambda run: stack.prometheus_url, report, threads)
-        sc = load_scenario(None, {"target": f"{svc.url}/v1/features", "payload": "harness.payloads:feature_window_hot",
+        sc = load_scenario(None, {"target": f"{svc.url}/v1/features", "payload": "feature_window_hot",
                                   "duration": f"{RUN_S}s", "profile.rate": 15}, env={})
         Run(sc, RunOptions(metrics_port=harness_port, progress="off", install_signal_handlers=False,
                            on_started=on_started)).execute()

@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 import yaml
 
-from harness import dashboards as hd
+from harness.observe import dashboards as hd
 from tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def _errors(schema: Dict[str, Any], doc: Any) -> List[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in v.iter_errors(doc)]
 
 
-DASHBOARDS = {p.stem: json.loads(p.read_text()) for p in sorted(hd.JSON_DIR.glob("*.json"))}
+DASHBOARDS = {p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "dashboards" / "json").glob("*.json"))}
 
 
 def _panels(dash: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
@@ -194,7 +194,7 @@ def test_firing_alerts_are_annotations() -> None:
 
 
 def test_committed_json_matches_the_definition() -> None:
-    assert hd.stale() == [], "run `python -m harness.dashboards generate` and commit dashboards/json"
+    assert hd.stale(ROOT / "dashboards" / "json") == [], "run `python -m harness.observe.dashboards generate` and commit dashboards/json"
 
 
 def test_drift_check_notices_a_hand_edit(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ import asyncio
 import threading
 import time
 
-from harness import profiles
-from harness.aio_executor import AsyncExecutor, Call
+from harness.config import profiles
+from harness.engine.aio import AsyncExecutor, Call
 from test_harness_executor import ListRecorder
 
 

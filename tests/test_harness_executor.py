@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from harness import profiles
-from harness.aio_executor import AsyncExecutor
-from harness.executor import ThreadExecutor, lag_percentile
-from harness.recorder import Recorder
-from harness.verdict import judge_generator
+from harness.config import profiles
+from harness.engine.aio import AsyncExecutor
+from harness.engine.threads import ThreadExecutor, lag_percentile
+from harness.record.recorder import Recorder
+from harness.run.selfcheck import judge_generator
 
 
 class ListRecorder:
@@ -172,7 +172,7 @@ def test_a_saturated_event_loop_makes_the_run_invalid():
 
 
 def test_one_late_start_in_a_short_run_is_not_enough_to_void_it():
-    from harness.executor import LAG_BUCKET_NS, LAG_BUCKETS
+    from harness.engine.threads import LAG_BUCKET_NS, LAG_BUCKETS
 
     def counts(late_ms):
         c = [0] * (LAG_BUCKETS + 1)

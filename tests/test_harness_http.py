@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from prometheus_client import CollectorRegistry
 
-from harness.runner import Run, RunOptions
-from harness.scenario import ScenarioError, load_scenario
+from harness.run.runner import Run, RunOptions
+from harness.config.scenario import ScenarioError, load_scenario
 from harness.targets import TargetError
 
 
@@ -130,7 +130,7 @@ def test_head_requests_complete_without_a_body(server):
 def test_the_coroutine_face_gives_flags_and_raises_http_errors(server):
     import asyncio
 
-    from harness.http_target import HttpError, build_http_target
+    from harness.targets.http import HttpError, build_http_target
 
     async def main():
         ok = build_http_target(server + "/cached", payload=None, settings={}, max_in_flight=2)
@@ -152,7 +152,7 @@ def test_the_coroutine_face_gives_flags_and_raises_http_errors(server):
 
 
 def test_flags_come_from_the_answer_without_parsing_all_of_it():
-    from harness.http_target import flags_of_body
+    from harness.targets.http import flags_of_body
 
     assert flags_of_body(b'{"features":[0.1,0.2],"cache_hit":true,"fallback_used":false}') == 1
     assert flags_of_body(b'{"cache_hit": false, "fallback_used": true}') == 2
@@ -168,7 +168,7 @@ def test_flags_come_from_the_answer_without_parsing_all_of_it():
     ({"verify": "no"}, "http.verify"),
 ])
 def test_bad_http_settings_name_the_field(settings, field):
-    from harness.http_target import build_http_target
+    from harness.targets.http import build_http_target
 
     with pytest.raises(TargetError, match=field.replace(".", r"\.")):
         build_http_target("http://127.0.0.1:1/x", payload=None, settings=settings, max_in_flight=1)
@@ -191,7 +191,7 @@ def test_closed_loop_users_over_http(server):
 def test_pre_encoded_json_bodies_are_sent_as_json(server):
     Handler.bodies = []
     r = run({"target": server + "/echo", "duration": "1s", "profile.rate": 5,
-             "payload": "harness.payloads:feature_window_hot"})
+             "payload": "feature_window_hot"})
     assert r["summary"]["targets"]["POST /echo"]["outcomes"]["ok"] == 5
     ctype, _xrun, body = Handler.bodies[0]
     assert ctype == "application/json" and len(body["window"]) == 60

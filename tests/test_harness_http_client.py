@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from conftest import require_binary
-from harness.http_client import BAD_RESPONSE, SERVER_DISCONNECTED, ConnectionPool
+from harness.targets.http_client import BAD_RESPONSE, SERVER_DISCONNECTED, ConnectionPool
 
 
 class C:

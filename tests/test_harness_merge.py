@@ -10,10 +10,10 @@ import sys
 import pytest
 from prometheus_client import CollectorRegistry
 
-from harness.merge import MergeError, merge_results
-from harness.recorder import Recorder
-from harness.runner import Run, RunOptions
-from harness.scenario import load_scenario
+from harness.result.merge import MergeError, merge_results
+from harness.record.recorder import Recorder
+from harness.run.runner import Run, RunOptions
+from harness.config.scenario import load_scenario
 
 
 def base_result(duration="2s"):
@@ -63,13 +63,13 @@ def test_merge_cli_and_bad_inputs(tmp_path):
     pa.write_text(json.dumps(a))
     pb.write_text(json.dumps(b))
     out = tmp_path / "m.json"
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "merge", str(pa), str(pb), "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "harness.cli.main", "merge", str(pa), str(pb), "--out", str(out)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     m = json.loads(out.read_text())
     assert m["summary"]["all"]["count"] == a["summary"]["all"]["count"] + b["summary"]["all"]["count"]
     (tmp_path / "junk.json").write_text("{}")
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "merge", str(pa), str(tmp_path / "junk.json"),
+    proc = subprocess.run([sys.executable, "-m", "harness.cli.main", "merge", str(pa), str(tmp_path / "junk.json"),
                            "--out", str(out)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "junk.json" in proc.stderr and "not a harness result" in proc.stderr
     other = json.loads(json.dumps(b))
@@ -82,7 +82,7 @@ def test_segments_of_a_schedule_merge_to_the_whole(tmp_path):
     outs = []
     for i in range(3):
         out = tmp_path / f"seg{i}.json"
-        proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--target", "noop", "--rate", "90",
+        proc = subprocess.run([sys.executable, "-m", "harness.cli.main", "run", "--target", "noop", "--rate", "90",
                                "--duration", "1s", "--segment", f"{i}/3", "--no-metrics", "-q", "--out", str(out)],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
@@ -91,6 +91,6 @@ def test_segments_of_a_schedule_merge_to_the_whole(tmp_path):
     merged = merge_results(outs)
     assert merged["summary"]["all"]["outcomes"]["ok"] == 90
     assert sum(w["intended"] for w in merged["timeseries"]) == 90
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--segment", "3/3"],
+    proc = subprocess.run([sys.executable, "-m", "harness.cli.main", "run", "--segment", "3/3"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--segment" in proc.stderr

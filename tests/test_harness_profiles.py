@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from harness import profiles as P
-from harness.profiles import NS_PER_S, ProfileError
+from harness.config import profiles as P
+from harness.config.profiles import NS_PER_S, ProfileError
 
 
 def schedule(profile: P.Profile) -> np.ndarray:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from harness import thresholds as T
-from harness.recorder import (
+from harness.config import thresholds as T
+from harness.record.recorder import (
     FLAG_CACHE_HIT,
     FLAG_FALLBACK,
     HIST_HIGHEST_US,
@@ -129,7 +129,7 @@ def test_encode_decode_roundtrip_through_json():
     feed(rec, 3000, seed=5)
     rec.record("http", "dropped", 0, None, 3 * MS)
     data = json.loads(json.dumps(rec.encode()))
-    assert data["unit"] == "us" and data["format"] == "harness.recorder/1"
+    assert data["unit"] == "us" and data["format"] == "harness.record.recorder/1"
     back = Recorder.decode(data)
     assert back.summary() == rec.summary()
     assert back.windows() == rec.windows()

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.cli import main
-from harness.runner import Run, RunOptions
-from harness.scenario import load_scenario
+from harness.cli.main import main
+from harness.run.runner import Run, RunOptions
+from harness.config.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -26,7 +26,7 @@ ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get
 
 def run_cli(tmp_path, *args, timeout=120):
     out = tmp_path / "result.json"
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--progress", "plain", "--out", str(out), *args],
+    proc = subprocess.run([sys.executable, "-m", "harness.cli.main", "run", "--progress", "plain", "--out", str(out), *args],
                           cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=timeout)
     result = json.loads(out.read_text()) if out.exists() else None
     return proc, result
@@ -42,7 +42,7 @@ def test_default_scenario_passes_and_writes_the_result(tmp_path):
         assert feats[metric]["p95"] is not None
     assert {t["expression"] for t in result["thresholds"]} >= {"p(95)<100ms", "p(99)<200ms", "rate<0.01"}
     assert result["verdict"] == {**result["verdict"], "passed": True, "exit_code": 0}
-    assert result["histograms"]["format"].startswith("harness.recorder")
+    assert result["histograms"]["format"].startswith("harness.record.recorder")
     assert len(result["timeseries"]) >= 3 and result["resources"]["samples"]
     assert "verdict: PASSED" in proc.stdout and "latency*" in proc.stdout
     # progress fell back to plain lines (stderr is not a terminal here)
@@ -62,7 +62,7 @@ def test_failed_threshold_exits_99(tmp_path):
 def test_bad_scenario_is_a_usage_error_naming_the_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nprofile: {type: constant, rate: -5}\ndurration: 10s\n")
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(bad)], cwd=tmp_path, env=ENV,
+    proc = subprocess.run([sys.executable, "-m", "harness.cli.main", "run", str(bad)], cwd=tmp_path, env=ENV,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "profile.rate" in proc.stderr and "durration" in proc.stderr and "did you mean" in proc.stderr
@@ -75,7 +75,7 @@ def test_unknown_target_is_a_usage_error(tmp_path):
 
 def test_sigint_writes_a_partial_result_marked_interrupted(tmp_path):
     out = tmp_path / "partial.json"
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--target", "targets_for_tests:noop",
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli.main", "run", "--target", "targets_for_tests:noop",
                              "--duration", "60s", "--rate", "50", "--out", str(out), "--progress", "off"],
                             cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(2.5)

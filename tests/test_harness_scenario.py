@@ -6,10 +6,10 @@ import textwrap
 
 import pytest
 
-from harness import scenario as S
-from harness.durations import format_duration, parse_duration
-from harness.profiles import Profile, Users
-from harness.scenario import ScenarioError, load_scenario, scenario_from_dict
+from harness.config import scenario as S
+from harness.config.durations import format_duration, parse_duration
+from harness.config.profiles import Profile, Users
+from harness.config.scenario import ScenarioError, load_scenario, scenario_from_dict
 
 
 def write(tmp_path, text):
@@ -128,8 +128,8 @@ def test_every_problem_reported_once_with_field_paths():
     )
     assert got == [
         "nme: unknown key (did you mean 'name'?)",
-        "target: 'featurs' is not a short name (features, env-step, risk-var, mixed, noop), a module:function or an http(s) URL (did you mean 'features'?)",
-        "payload: must be module:function (a payload generator), got 'not a function'",
+        "target: 'featurs' is not a registered name, mixed, noop, module:function, path/to/file.py:function or an http(s) URL (did you mean 'features'?)",
+        "payload: must be a registered payload generator (env_step, feature_window, feature_window_hot, mc_var), module:function or path/to/file.py:function, got 'not a function'",
         "duration: expected a duration like '30s', '2m', '500ms', '1h' or a number of seconds, got '2x'",
         "timeout: must be > 0, got 0",
         "profile.rate: must be > 0, got -5",
@@ -160,7 +160,7 @@ def test_every_problem_reported_once_with_field_paths():
         ({"mix": {"features": 1}}, "mix: only applies to target 'mixed', not 'features'"),
         ({"target": "mixed", "mix": {"featres": 1}}, "mix.featres: unknown target (did you mean 'features'?)"),
         ({"target": "mixed", "mix": {"features": 0}}, "mix.features: weight must be a number > 0, got 0"),
-        ({"target": ""}, "target: must be a short name"),
+        ({"target": ""}, "target: must be a registered name"),
         ({"name": ""}, "name: must be a non-empty string, got ''"),
     ],
 )

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from harness.runner import Run, RunOptions
-from harness.scenario import load_scenario
+from harness.run.runner import Run, RunOptions
+from harness.config.scenario import load_scenario
 
 from workloads.service.config import ServiceConfig  # noqa: E402
 from workloads.service.server import ServiceThread  # noqa: E402
@@ -15,7 +15,7 @@ from workloads.service.server import ServiceThread  # noqa: E402
 
 def run(url, **overrides):
     # only the error rate is judged here: latency on a shared 2-core test machine is noise
-    sc = load_scenario(None, {"target": url, "payload": "harness.payloads:feature_window",
+    sc = load_scenario(None, {"target": url, "payload": "feature_window",
                               "thresholds": {"error_rate": ["rate<0.01"]}, **overrides}, env={})
     return Run(sc, RunOptions(metrics_port=None, progress="off", install_signal_handlers=False),
                registry=CollectorRegistry()).execute()

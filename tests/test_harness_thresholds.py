@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import thresholds as T
-from harness.thresholds import Aggregation, ThresholdError, evaluate, parse_thresholds
+from harness.config import thresholds as T
+from harness.config.thresholds import Aggregation, ThresholdError, evaluate, parse_thresholds
 
 
 def one(metric, expr):

@@ -435,7 +435,7 @@ def _substitute(args: List[str], env: Dict[str, str]) -> List[str]:
 
 
 def test_scale_test_job_flags_are_accepted_by_the_harness_cli():
-    from harness.cli import build_parser
+    from harness.cli.main import build_parser
 
     objs = build("jobs/scale-test")
     job = find(objs, "Job", "lbh-scale-test")
@@ -527,7 +527,7 @@ def _podmonitor_scrapes(job: Dict[str, Any]) -> None:
 
 
 def test_load_scenario_and_flags_are_valid_for_the_harness(tmp_path, capsys):
-    from harness.cli import build_parser, main
+    from harness.cli.main import build_parser, main
 
     _, job, cm = _load_job()
     scenario = tmp_path / "scenario.yaml"

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.report_html import CHART_IDS, cmd_report, load_result, render_html, write_report
-from harness.runner import Run, RunOptions
-from harness.scenario import load_scenario
-from harness.summary import write_result
+from harness.result.html import CHART_IDS, cmd_report, load_result, render_html, write_report
+from harness.run.runner import Run, RunOptions
+from harness.config.scenario import load_scenario
+from harness.result.summary import write_result
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ARTIFACTS = Path(os.environ.get("HARNESS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "results" / "test-artifacts"))

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import harness.library  # noqa: F401  (imported before pytester snapshots sys.modules: numpy
-import harness.report_html  # noqa: F401   cannot be imported twice in one process)
-import harness.runner  # noqa: F401
-import harness.summary  # noqa: F401
+import harness.config.library  # noqa: F401  (imported before pytester snapshots sys.modules: numpy
+import harness.result.html  # noqa: F401   cannot be imported twice in one process)
+import harness.run.runner  # noqa: F401
+import harness.result.summary  # noqa: F401
 import targets_capacity  # noqa: F401
 from harness.pytest_plugin import LoadThresholdsFailed, run_load_scenario
 

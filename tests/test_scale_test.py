@@ -27,8 +27,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from fake_kube_api import FakeKubeAPI, Keyframe, write_kubeconfig  # noqa: E402
 
-from harness import scale_test  # noqa: E402
-from harness.kube import Kube, KubeError, hpa_metrics, parse_quantity, selector_string  # noqa: E402
+from harness.studies import scale_test  # noqa: E402
+from harness.studies.kube import Kube, KubeError, hpa_metrics, parse_quantity, selector_string  # noqa: E402
 
 NS, HPA, DEP = "lbh", "feature-service", "feature-service"
 HPA_PATH = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/{HPA}"
@@ -144,7 +144,7 @@ def test_full_run_passes_and_keeps_the_harness_result(full_run):
     assert r["summary"]["all"]["outcomes"]["ok"] > 200          # ~280 requests in the ramp
     assert r["scenario"]["profile"]["type"] == "ramp" and r["thresholds"] == []
     st = r["scale_test"]
-    assert st["schema"] == "harness.scale_test/1"
+    assert st["schema"] == "harness.studies.scale_test/1"
     k = st["kubernetes"]
     assert (k["namespace"], k["hpa"], k["deployment"], k["selector"]) == (NS, HPA, DEP, SELECTOR)
     assert k["source"].startswith("kubeconfig ") and (k["min_replicas"], k["max_replicas"]) == (1, 5)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness import library
-from harness.runner import Run, RunOptions
-from harness.scenario import ScenarioError
+from harness.config import library
+from harness.run.runner import Run, RunOptions
+from harness.config.scenario import ScenarioError
 
 SPEC_SCENARIOS = {
     # SPEC.md "Scenarios the documents list" -> packaged names
@@ -80,7 +80,7 @@ def test_scenario_runs_shortened(name):
 def test_cli_subcommands_parse(capsys):
     import argparse
 
-    from harness.cli_reports import add_run_arguments, add_subcommands
+    from harness.cli.reports import add_run_arguments, add_subcommands
 
     p = argparse.ArgumentParser(prog="harness")
     sub = p.add_subparsers(dest="command")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 import targets_capacity
-from harness.runner import RunOptions
-from harness.scenario import scenario_from_dict
-from harness.search import SearchError, SearchSettings, format_search, search, step_scenario
+from harness.run.runner import RunOptions
+from harness.config.scenario import scenario_from_dict
+from harness.studies.search import SearchError, SearchSettings, format_search, search, step_scenario
 
 
 def capacity_scenario(**extra):

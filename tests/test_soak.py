@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import targets_capacity
-from harness.recorder import Recorder
-from harness.resources import ResourceSampler
-from harness.runner import Run, RunOptions
-from harness.scenario import scenario_from_dict
-from harness.soak import MIB, analyze, cmd_soak, fit_trend, latency_stability, leak_verdict
-from harness.summary import write_result
+from harness.record.recorder import Recorder
+from harness.run.resources import ResourceSampler
+from harness.run.runner import Run, RunOptions
+from harness.config.scenario import scenario_from_dict
+from harness.studies.soak import MIB, analyze, cmd_soak, fit_trend, latency_stability, leak_verdict
+from harness.result.summary import write_result
 
 
 def synthetic(slope_bytes_per_s: float, n: int = 600, noise: float = 2 * MIB, seed: int = 0, rps: float = 20.0,

@@ -16,8 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from conftest import require_binary
-from harness.runner import Run, RunOptions
-from harness.scenario import load_scenario
+from harness.run.runner import Run, RunOptions
+from harness.config.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,12 +91,12 @@ def test_injected_errors_fire_the_error_ratio_alert():
 
 def test_missing_binaries_is_a_usage_error_with_the_install_line(tmp_path):
     env = {**os.environ, "PATH": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--stack", "local", "--duration", "1s"],
+    proc = subprocess.run([sys.executable, "-m", "harness.cli.main", "run", "--stack", "local", "--duration", "1s"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "apt-get install" in proc.stderr and "prometheus-alertmanager" in proc.stderr
     # a plain run still works without them (98 only if a loaded machine made the generator late)
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--target", "noop", "--duration", "1s",
+    proc = subprocess.run([sys.executable, "-m", "harness.cli.main", "run", "--target", "noop", "--duration", "1s",
                            "--out", str(tmp_path / "r.json")], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode in (0, 98), proc.stderr
@@ -104,7 +104,7 @@ def test_missing_binaries_is_a_usage_error_with_the_install_line(tmp_path):
 
 
 def test_stack_up_prints_urls_and_cleans_up_on_ctrl_c(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "stack", "up", "--scrape", "svc=127.0.0.1:9"],
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli.main", "stack", "up", "--scrape", "svc=127.0.0.1:9"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
     deadline = time.monotonic() + 40

@@ -5,54 +5,75 @@ Operation names: ``feature_extraction``, ``feature_extraction_batch``, ``model_i
 ``fallback_extraction``, ``env_reset``, ``env_step``, ``risk_var``, ``risk_cvar``,
 ``risk_mc_var``, ``risk_limits``. See docs/workloads.md for the input policy and faults.
 
-Importing this package registers no metrics; objects register theirs in the registry
-they are given (default: prometheus_client's global one) when they are built.
+Importing this package imports nothing heavy (torch loads with the first model class
+used) and registers no metrics; objects register theirs in the registry they are given
+(default: prometheus_client's global one) when they are built.
 """
 
-from .cache import CacheStats, TTLCache, window_key
-from .environment import ACTIONS, TradingEnv
-from .extractor import (
-    CircuitBreaker,
-    Extractor,
-    ExtractorConfig,
-    FallbackExtractor,
-    FeatureExtractor,
-    FeatureResult,
-    InvalidInputError,
-    ModelExtractor,
-    build_extractor,
-    prepare_window,
-    prepare_windows,
-)
-from .fallback import FALLBACK_FEATURE_NAMES, fallback_features
-from .faults import ConfigError, FaultConfig, FaultInjector, InjectedFault
-from .market_data import (
-    CRASH_SCENARIOS,
-    DEFAULT_TIMESTEPS,
-    FEATURE_NAMES,
-    N_FEATURES,
-    MarketDataGenerator,
-    MarketFrame,
-    compute_features,
-    crash_window,
-    huge_window,
-    nan_run_window,
-    tiny_window,
-)
-from .model import CNNLSTM, FeatureModel, ModelArchitecture, ModelOutput
-from .risk import (
-    LimitBreach,
-    LimitCheckResult,
-    MonteCarloResult,
-    MonteCarloVaR,
-    RiskEngine,
-    RiskLimits,
-    check_limits,
-    historical_cvar,
-    historical_var,
-    monte_carlo_var,
-    parametric_var,
-)
+#: public name -> the submodule that defines it, imported on first use (PEP 562), so
+#: ``workloads.market_data`` and the payload generators work without torch installed
+_LAZY: dict[str, str] = {
+    "CacheStats": "cache",
+    "TTLCache": "cache",
+    "window_key": "cache",
+    "ACTIONS": "environment",
+    "TradingEnv": "environment",
+    "CircuitBreaker": "extractor",
+    "Extractor": "extractor",
+    "ExtractorConfig": "extractor",
+    "FallbackExtractor": "extractor",
+    "FeatureExtractor": "extractor",
+    "FeatureResult": "extractor",
+    "InvalidInputError": "extractor",
+    "ModelExtractor": "extractor",
+    "build_extractor": "extractor",
+    "prepare_window": "extractor",
+    "prepare_windows": "extractor",
+    "FALLBACK_FEATURE_NAMES": "fallback",
+    "fallback_features": "fallback",
+    "ConfigError": "faults",
+    "FaultConfig": "faults",
+    "FaultInjector": "faults",
+    "InjectedFault": "faults",
+    "CRASH_SCENARIOS": "market_data",
+    "DEFAULT_TIMESTEPS": "market_data",
+    "FEATURE_NAMES": "market_data",
+    "N_FEATURES": "market_data",
+    "MarketDataGenerator": "market_data",
+    "MarketFrame": "market_data",
+    "compute_features": "market_data",
+    "crash_window": "market_data",
+    "huge_window": "market_data",
+    "nan_run_window": "market_data",
+    "tiny_window": "market_data",
+    "CNNLSTM": "model",
+    "FeatureModel": "model",
+    "ModelArchitecture": "model",
+    "ModelOutput": "model",
+    "LimitBreach": "risk",
+    "LimitCheckResult": "risk",
+    "MonteCarloResult": "risk",
+    "MonteCarloVaR": "risk",
+    "RiskEngine": "risk",
+    "RiskLimits": "risk",
+    "check_limits": "risk",
+    "historical_cvar": "risk",
+    "historical_var": "risk",
+    "monte_carlo_var": "risk",
+    "parametric_var": "risk",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'workloads' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"workloads.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 #: Every operation name the package instruments.
 OPERATIONS: tuple[str, ...] = (

@@ -107,7 +107,23 @@ def config_from_args(args: argparse.Namespace, environ: Any = None) -> Any:
     return config
 
 
+#: what ``serve`` needs beyond the core install (the ``service`` extra)
+SERVICE_MODULES = ("torch", "gymnasium", "fastapi", "uvicorn", "pydantic")
+
+
+def _missing_service_modules() -> list[str]:
+    import importlib.util
+
+    return [m for m in SERVICE_MODULES if importlib.util.find_spec(m) is None]
+
+
 def _serve(args: argparse.Namespace) -> int:
+    missing = _missing_service_modules()
+    if missing:
+        print(f"workloads serve: {', '.join(missing)} not installed; the service comes with "
+              "pip install 'latency-budget-harness[service]' (install torch==2.13.0 or a CPU build of torch "
+              "first: a bare torch spec pulls a multi-GB CUDA build)", file=sys.stderr)
+        return 2
     from instrumentation import TracingConfigError, setup_tracing
 
     from .faults import ConfigError

@@ -53,7 +53,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     run_dir = Path(os.environ.get("LBH_RESULTS_DIR", "/results/load")) / (os.environ.get("LBH_RUN_ID") or "run")
     scenario = os.environ.get("LBH_SCENARIO", "/etc/lbh/load/scenario.yaml")
     timeout = float(os.environ.get("LBH_WAIT_TIMEOUT", "900"))
-    harness = [sys.executable, "-m", "harness.cli"]
+    harness = [sys.executable, "-m", "harness.cli.main"]
     run_dir.mkdir(parents=True, exist_ok=True)
 
     (run_dir / f"ready-{index}").touch()

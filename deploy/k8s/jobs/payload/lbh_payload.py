@@ -9,7 +9,7 @@ flatter the result; the N pods' segments take different requests of the same wal
 
 import os
 
-from harness.payloads import feature_window, feature_window_cycle
+from workloads.plugin.payloads import feature_window, feature_window_cycle
 
 DISTINCT = int(os.environ.get("LBH_PAYLOAD_WINDOWS", "0"))
 

@@ -1,0 +1,1 @@
+"""The ``harness`` command: the only place that knows argparse."""

@@ -1,0 +1,1 @@
+"""What to run: scenarios, arrival profiles, thresholds, durations, the scenario library."""

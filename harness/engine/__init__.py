@@ -1,0 +1,1 @@
+"""How requests are sent on schedule: thread, asyncio and closed-loop user executors."""

@@ -1,0 +1,308 @@
+"""asyncio executor for ``async def`` and HTTP targets: one event loop, the same open-loop rules.
+
+One scheduler coroutine sleeps until each request's intended time and starts it there.
+``max_in_flight`` bounds the calls in flight; a request that waited for a free slot longer
+than ``drop_after`` is dropped, as in the thread executor. Timeouts cancel the call for
+real and are recorded at the deadline.
+
+Two ways to start a call:
+
+- a coroutine target (``dispatch``) runs as a task per request, bounded by a semaphore,
+  under ``asyncio.wait_for``;
+- a callback target (``astart``/``acancel``, the HTTP target) is started by a plain call
+  and reports its end through ``Call.done``: no task, future or timer per request. Slots
+  are counted, waiting requests queue in a deque, and one sweeper timer (every
+  ``timeout / 20``, at most 10 ms) cancels calls past their deadline, oldest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any, Awaitable, Callable, Deque, Iterator, List, Optional, Tuple
+
+from harness.engine.threads import LAG_BUCKET_NS, LAG_BUCKETS, Dispatch, Request, lag_percentile
+
+__all__ = ["AsyncExecutor", "Call"]
+
+_TIMEOUT = object()  # Call.done's marker for "the sweeper ended it at its deadline"
+
+
+async def sleep_until(clock: Callable[[], int], t_ns: int, stopped: Callable[[], bool]) -> bool:
+    """Sleep on the running loop until ``clock() >= t_ns``; False when ``stopped()`` came first.
+
+    Plain sleeps (a ``wait_for`` per request costs a task and a timer handle); long gaps are
+    cut into 50 ms slices so a stop is seen promptly. Whole milliseconds, rounded up:
+    event-loop timers have 1 ms resolution and libuv's rounds down, which would spin; this
+    bounds the lag added at 1 ms.
+    """
+    wait = t_ns - clock()
+    while wait > 0 and not stopped():
+        await asyncio.sleep(min(-(-wait // 1_000_000), 50) / 1e3)
+        wait = t_ns - clock()
+    return not stopped()
+
+
+async def run_measured(owner: Any, body: Callable[[], Awaitable[None]]) -> None:
+    """``owner._aopen()``, ``body()``, ``owner._aclose()``, setting ``owner.loop_cpu_fraction``:
+    the loop thread's CPU over the run. Near 100 % means the generator itself, not the
+    target, decided how fast requests went out (the self-check reads it)."""
+    cpu0, wall0 = time.thread_time(), time.perf_counter()
+    try:
+        if owner._aopen is not None:
+            await owner._aopen()
+        try:
+            await body()
+        finally:
+            if owner._aclose is not None:
+                await owner._aclose()
+    finally:
+        wall = time.perf_counter() - wall0
+        owner.loop_cpu_fraction = (time.thread_time() - cpu0) / wall if wall > 1.0 else None
+
+
+class Call:
+    """One in-flight callback call. The target ends it with ``done(error, flags)``; a call
+    that already ended (timed out, or the target reports twice) ignores later reports.
+    ``handle`` belongs to the target (the HTTP pool keeps the connection there)."""
+
+    __slots__ = ("_ex", "intended", "start", "finished", "handle")
+
+    def __init__(self, ex: "AsyncExecutor", intended: int, start: int) -> None:
+        self._ex = ex
+        self.intended = intended
+        self.start = start
+        self.finished = False
+        self.handle: Any = None
+
+    def done(self, error: Optional[str] = None, flags: int = 0) -> None:
+        if not self.finished:
+            self.finished = True
+            self._ex._finish(self, error, flags)
+
+
+def _run_loop(coro: Any) -> None:
+    """uvloop when installed (more requests per generator CPU-second), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
+
+
+def _error_name(exc: BaseException) -> str:
+    """The outcome's error type: an exception's ``error_name`` (``HTTP 503``, or the failure a
+    callback target reported), else its class name (a bounded label set)."""
+    name = getattr(exc, "error_name", None)
+    return name if isinstance(name, str) else type(exc).__name__
+
+
+class AsyncExecutor:
+    """Runs a schedule of async calls; same public surface as ``ThreadExecutor``."""
+
+    def __init__(
+        self,
+        schedule: Iterator[Request],
+        dispatch: Dispatch,
+        new_recorder: Callable[[], Any],
+        *,
+        max_in_flight: int,
+        timeout_s: float,
+        drop_after_s: Optional[float] = None,
+        flags_of: Optional[Callable[[Any], int]] = None,
+        clock: Callable[[], int] = time.perf_counter_ns,
+        aopen: Optional[Callable[[], Any]] = None,
+        aclose: Optional[Callable[[], Any]] = None,
+        astart: Optional[Callable[[int, Call], None]] = None,
+        acancel: Optional[Callable[[Call], None]] = None,
+        label: str = "",
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"executor.max_in_flight: must be >= 1, got {max_in_flight}")
+        self._schedule = schedule
+        self._dispatch = dispatch
+        self._rec = new_recorder()
+        self.recorders: List[Any] = [self._rec]
+        self.max_in_flight = max_in_flight
+        self.timeout_s = timeout_s
+        self.drop_after_ns = int((timeout_s if drop_after_s is None else drop_after_s) * 1e9)
+        self._flags_of = flags_of
+        self._clock = clock
+        self._lag = [0] * (LAG_BUCKETS + 1)
+        self._in_flight = 0
+        self._stopping = False
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stop_event: Optional[asyncio.Event] = None
+        self.abandoned = 0
+        self.t0_ns = 0
+        self._aopen = aopen
+        self._aclose = aclose
+        self.loop_cpu_fraction: Optional[float] = None
+        # callback mode (astart): counted slots, a FIFO of requests waiting for one, the live
+        # calls in start order (deadline order too: one timeout for all) for the sweeper
+        self._astart = astart
+        self._acancel = acancel
+        self._label = label
+        self.timeout_ns = int(timeout_s * 1e9)
+        self._waiting: Deque[Tuple[int, int]] = deque()
+        self._live: Deque[Call] = deque()
+        self._draining = False
+        self._idle: Optional[asyncio.Future] = None
+
+    def stop(self) -> None:
+        self._stopping = True
+        loop, ev = self._loop, self._stop_event
+        if loop is not None and ev is not None:
+            try:
+                loop.call_soon_threadsafe(ev.set)
+            except RuntimeError:
+                pass  # loop already closed
+
+    # -- callback mode ----------------------------------------------------------------
+    def _launch(self, ordinal: int, intended: int, start: int) -> None:
+        if start - intended > self.drop_after_ns:
+            self._rec.record(self._label, "dropped", intended, None, start)
+            return
+        call = Call(self, intended, start)
+        self._in_flight += 1
+        self._live.append(call)
+        try:
+            self._astart(ordinal, call)  # type: ignore[misc]
+        except Exception as exc:  # a payload generator or the target failed before sending
+            call.done(_error_name(exc))
+
+    def _finish(self, call: Call, error: Any, flags: int) -> None:
+        self._in_flight -= 1
+        end = self._clock()
+        if error is _TIMEOUT or end - call.start > self.timeout_ns:
+            # an answer after the deadline but before the next sweep is a timeout too (as in
+            # the thread executor): the outcome does not depend on the sweeper's phase
+            self._rec.record(self._label, "timeout", call.intended, call.start, call.start + self.timeout_ns)
+        elif error is None:
+            self._rec.record(self._label, "ok", call.intended, call.start, end, None, flags)
+        else:
+            self._rec.record(self._label, "error", call.intended, call.start, end, error)
+        if self._waiting and not self._draining:
+            self._draining = True  # calls that end inside _launch do not recurse into here
+            try:
+                while self._waiting and self._in_flight < self.max_in_flight:
+                    ordinal, intended = self._waiting.popleft()
+                    self._launch(ordinal, intended, self._clock())
+            finally:
+                self._draining = False
+        if self._in_flight == 0 and self._idle is not None and not self._idle.done() and not self._waiting:
+            self._idle.set_result(None)
+
+    def _sweep(self) -> None:
+        live, now, timeout = self._live, self._clock(), self.timeout_ns
+        while live and (live[0].finished or now - live[0].start >= timeout):
+            call = live.popleft()
+            if not call.finished:
+                call.finished = True
+                try:
+                    self._acancel(call)  # type: ignore[misc]
+                except Exception:
+                    pass  # the call is over for the run either way; the sweeper must keep going
+                self._finish(call, _TIMEOUT, 0)
+        if self._idle is None or not self._idle.done():
+            self._loop.call_later(self._sweep_s, self._sweep)  # type: ignore[union-attr]
+
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def lag_counts(self) -> List[int]:
+        return list(self._lag)
+
+    def schedule_lag_percentile(self, p: float) -> Optional[float]:
+        return lag_percentile(self._lag, p)
+
+    def schedule_lag_samples(self) -> int:
+        return sum(self._lag)
+
+    def run(self, t0_ns: Optional[int] = None) -> List[Any]:
+        self.t0_ns = self._clock() if t0_ns is None else t0_ns
+        _run_loop(self._main())
+        return self.recorders
+
+    async def _one(self, sem: asyncio.Semaphore, ordinal: int, intended: int) -> None:
+        clock = self._clock
+        async with sem:
+            start = clock()
+            label, fn, args = self._dispatch(ordinal)
+            if start - intended > self.drop_after_ns:
+                self._rec.record(label, "dropped", intended, None, start)
+                return
+            self._in_flight += 1
+            try:
+                result = await asyncio.wait_for(fn(*args), self.timeout_s)
+            except asyncio.TimeoutError:
+                self._rec.record(label, "timeout", intended, start, start + self.timeout_ns)
+                return
+            except Exception as exc:
+                self._rec.record(label, "error", intended, start, clock(), _error_name(exc))
+                return
+            finally:
+                self._in_flight -= 1
+            end = clock()
+            self._rec.record(label, "ok", intended, start, end, None, self._flags_of(result) if self._flags_of else 0)
+
+    async def _main(self) -> None:
+        await run_measured(self, self._schedule_all)
+
+    async def _schedule_all(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        if self._astart is not None:
+            await self._schedule_callbacks()
+            return
+        sem = asyncio.Semaphore(self.max_in_flight)
+        tasks = set()
+        clock = self._clock
+        for ordinal, offset in self._schedule:
+            if self._stopping:
+                break
+            intended = self.t0_ns + offset
+            if intended > clock() and not await self._wait_until(intended):
+                break
+            if not sem.locked():  # a start the generator itself made late counts, waiting for a slot does not
+                self._lag[min((clock() - intended) // LAG_BUCKET_NS, LAG_BUCKETS)] += 1
+            t = asyncio.ensure_future(self._one(sem, ordinal, intended))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+        if tasks:
+            # wait_for inside each task bounds this by the timeout (+ queueing for the semaphore,
+            # which the drop rule bounds)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _wait_until(self, intended: int) -> bool:
+        """Sleep to ``intended``; False when stop() came first."""
+        return await sleep_until(self._clock, intended, self._is_stopping)
+
+    def _is_stopping(self) -> bool:
+        return self._stopping
+
+    async def _schedule_callbacks(self) -> None:
+        assert self._loop is not None
+        self._sweep_s = min(self.timeout_s / 20, 0.01)
+        self._loop.call_later(self._sweep_s, self._sweep)
+        clock, t0, lag, waiting = self._clock, self.t0_ns, self._lag, self._waiting
+        for ordinal, offset in self._schedule:
+            if self._stopping:
+                break
+            intended = t0 + offset
+            if intended > clock() and not await self._wait_until(intended):
+                break
+            if self._in_flight < self.max_in_flight and not waiting:
+                now = clock()
+                lag[min((now - intended) // LAG_BUCKET_NS, LAG_BUCKETS)] += 1
+                self._launch(ordinal, intended, now)
+            else:
+                waiting.append((ordinal, intended))
+        # every call ends by its deadline (the sweeper), so this wait is bounded by the timeout
+        # plus the queue ahead of the last request (which the drop rule bounds)
+        self._idle = self._loop.create_future()
+        if self._in_flight == 0 and not waiting:
+            self._idle.set_result(None)
+        await self._idle

@@ -1,0 +1,1 @@
+"""Watching a run: the local Prometheus/Alertmanager stack, its report, Grafana annotations and dashboards."""

@@ -1,0 +1,1 @@
+"""What a run leaves: the result file, merge, the text summary, the HTML report, comparison."""

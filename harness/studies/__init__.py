@@ -1,0 +1,1 @@
+"""Many runs: knee search, soak, scale test against Kubernetes."""

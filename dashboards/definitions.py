@@ -1,7 +1,7 @@
 """The Grafana dashboards, defined once in Python.
 
-``python -m harness.observe.dashboards generate`` writes them to ``dashboards/json/*.json`` (the
-committed files Grafana provisions); ``tests/test_dashboards_schema.py`` fails when the
+``harness dashboards generate`` writes them to ``dashboards/json/*.json`` (the
+committed files Grafana provisions); ``tests/unit/dashboards/test_dashboards_schema.py`` fails when the
 committed JSON drifts from this definition.
 
 Why a small builder of our own and not grafana-foundation-sdk: the SDK (10.1.0 on PyPI)

@@ -25,6 +25,11 @@ start, HDR percentiles, the generator's self-check).  A run the generator could 
 (invalid, exit 98) fails the test as *invalid*, not as a pass — unless
 ``allow_invalid=True``.  ``--harness-smoke`` runs every marked scenario with its ``smoke``
 overrides; ``--harness-report-dir DIR`` writes each run's JSON and HTML report there.
+
+The plug-in is registered as a ``pytest11`` entry point, so pytest loads it into *every*
+session of every project where the package is installed: the harness itself (numpy,
+hdrhistogram, prometheus_client, which reads ``PROMETHEUS_MULTIPROC_DIR`` once, at import)
+is imported inside the functions, only when a load test runs.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import pytest
+
+from harness.exitcodes import ExitCode
 
 __all__ = ["LoadResult", "run_load_scenario", "LoadThresholdsFailed"]
 
@@ -63,8 +70,8 @@ class LoadResult:
         return bool(self.result["verdict"]["valid"])
 
     @property
-    def exit_code(self) -> int:
-        return int(self.result["verdict"]["exit_code"])
+    def exit_code(self) -> ExitCode:
+        return ExitCode(int(self.result["verdict"]["exit_code"]))
 
     @property
     def summary(self) -> Dict[str, Any]:
@@ -84,12 +91,14 @@ class LoadResult:
         s = self.summary.get(metric) or {}
         if key in s:
             return s[key]
+        # lazy: this module is a pytest11 plug-in, loaded into every pytest session (module docstring)
         from harness.record.recorder import Recorder, value_at_percentile
 
         h = Recorder.decode(self.result["histograms"]).histogram(metric)
         return value_at_percentile(h, p) / 1000.0 if h.total_count else None
 
     def text(self) -> str:
+        # lazy: this module is a pytest11 plug-in, loaded into every pytest session (module docstring)
         from harness.result.summary import format_summary
 
         return format_summary(self.result)
@@ -122,9 +131,12 @@ def run_load_scenario(scenario: Optional[str] = None, *, smoke: bool = False, en
     ``kw``: ``rate``, ``duration``, ``thresholds``, ``target``, ``payload``, ``overrides``
     (dotted paths) or any top-level scenario field.  ``check``: raise
     :class:`LoadThresholdsFailed` when a threshold failed or the run was invalid."""
+    # lazy: this module is a pytest11 plug-in, loaded into every pytest session (module docstring)
     from harness.config import library
-    from harness.run.runner import Run, RunOptions
     from harness.config.scenario import scenario_from_dict
+    from harness.result.html import write_report
+    from harness.result.schema import write_result
+    from harness.run.runner import Run, RunOptions
 
     ov = _overrides(**kw)
     if scenario is None:
@@ -135,9 +147,6 @@ def run_load_scenario(scenario: Optional[str] = None, *, smoke: bool = False, en
     opts = run_options or RunOptions(metrics_port=None, progress="off", install_signal_handlers=False)
     res = LoadResult(Run(sc, opts).execute())
     if report_dir is not None:
-        from harness.result.html import write_report
-        from harness.result.summary import write_result
-
         report_dir = Path(report_dir)
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", report_name)[:120]
         res.report_paths = [write_result(res.result, report_dir / f"{stem}.json"),

@@ -1,51 +1,23 @@
-"""Shared fixtures. Under CI=true a missing binary or package fails the run, never skips."""
+"""Shared fixtures. Under CI=true a missing binary or package fails the run, never skips.
+
+The helpers live in ``tests/support/`` (import them from there, never from this file):
+``tests.support.ci`` (``IN_CI``, ``require_binary``, ``require_module``) and
+``tests.support.clock`` (``FakeClock``). They are re-exported here for the record.
+
+Layout: ``tests/unit/<package>/`` fast tests of one package, ``tests/integration/`` real
+servers, processes and binaries (marked ``slow`` by their conftest), ``tests/e2e/`` the
+product as users get it (marked ``e2e`` and ``slow``). The fast loop:
+``pytest -m "not slow and not e2e"``.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require_binary(name: str, package: str) -> str:
-    """Path of ``name``; a failure under CI, a skip (with the install line) elsewhere."""
-    path = shutil.which(name)
-    if path:
-        return path
-    msg = f"{name} not found on PATH; install it: apt-get install -y --no-install-recommends {package}"
-    if IN_CI:
-        pytest.fail(msg)
-    pytest.skip(msg)
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.ci import IN_CI, require_binary, require_module  # noqa: F401
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
-
-
-def require_module(module: str):
-    """Import ``module``; a missing package fails under CI, skips the module elsewhere."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        if IN_CI:
-            raise
-        pytest.skip(f"{module} is not installed ({exc}); pip install -e '.[test]'", allow_module_level=True)

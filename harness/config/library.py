@@ -1,6 +1,6 @@
 """The scenario library: packaged scenario files (``harness/config/scenarios/*.yaml``), by name.
 
-``harness scenarios`` lists them one line each; ``harness run NAME`` runs one
+``harness scenarios`` (:mod:`harness.cli.scenarios`) lists them one line each; ``harness run NAME`` runs one
 (:func:`resolve` turns a name or a path into a file, :func:`load` validates it with the
 usual precedence: flags > ``HARNESS_*`` env > file > defaults).
 
@@ -15,12 +15,12 @@ which :func:`load` takes out before validation:
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from harness.config.scenario import Scenario, ScenarioError, read_scenario_file, scenario_from_dict
+from harness.config.problems import suggest
+from harness.config.scenario import Scenario, ScenarioError, load_scenario, read_scenario_file, scenario_from_dict
 
 __all__ = ["LIBRARY_DIR", "LIBRARY_KEYS", "Entry", "entries", "names", "resolve", "read", "load", "load_for_cli", "meant_to_fail",
            "format_list", "is_library_name"]
@@ -69,8 +69,7 @@ def resolve(name_or_path: str) -> Path:
         if e.name == name_or_path or e.path.stem == name_or_path:
             return e.path
     known = names()
-    close = difflib.get_close_matches(name_or_path, known, n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = suggest(name_or_path, known, cutoff=0.5, otherwise="")
     raise ScenarioError([f"scenario: {name_or_path!r} is neither a file nor a packaged scenario{hint}; "
                          f"`harness scenarios` lists them: {', '.join(known)}"])
 
@@ -103,8 +102,6 @@ def load_for_cli(arg: Optional[str], overrides: Optional[Mapping[str, Any]] = No
     """``harness run [NAME|FILE]``: no argument is the default scenario; a packaged name or
     a file goes through :func:`load` (so library keys never count as unknown keys)."""
     if arg is None:
-        from harness.config.scenario import load_scenario
-
         if smoke:
             raise ScenarioError(["--smoke: only a packaged scenario or a file with a smoke: block has one"])
         return load_scenario(None, overrides, env)
@@ -122,27 +119,6 @@ def _thresholds_line(ths: Mapping[str, Any]) -> str:
         for it in items:
             parts.append(f"{metric} {it['threshold'] if isinstance(it, Mapping) else it}")
     return ", ".join(parts)
-
-
-def add_scenarios_arguments(ap: Any) -> None:
-    ap.add_argument("-v", "--verbose", action="store_true", help="also each one's target, thresholds and file")
-    ap.add_argument("--show", metavar="NAME", help="print one packaged scenario file")
-
-
-def cmd_scenarios(args: Any, *, stdout: Any = None, stderr: Any = None) -> int:
-    """``harness scenarios [-v] [--show NAME]``."""
-    import sys
-
-    stdout = stdout or sys.stdout
-    if getattr(args, "show", None):
-        try:
-            print(resolve(args.show).read_text(encoding="utf-8").rstrip(), file=stdout)
-        except ScenarioError as exc:
-            print(f"harness: {exc.problems[0]}", file=stderr or sys.stderr)
-            return 2
-        return 0
-    print(format_list(verbose=bool(getattr(args, "verbose", False))), file=stdout)
-    return 0
 
 
 def format_list(verbose: bool = False) -> str:

@@ -38,13 +38,16 @@ default), so a 24-hour run never materialises its millions of timestamps.
 from __future__ import annotations
 
 import bisect
+import inspect
 import math
+import random
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from harness.config.durations import format_duration, parse_duration
+from harness.config.problems import MISSING, Problems, suggest
 
 __all__ = [
     "NS_PER_S",
@@ -54,6 +57,7 @@ __all__ = [
     "ProfileError",
     "Phase",
     "Profile",
+    "Schedule",
     "Users",
     "constant",
     "ramp",
@@ -69,23 +73,26 @@ ARRIVALS = ("uniform", "poisson")
 DEFAULT_STEPS: tuple[float, ...] = (0.25, 0.5, 1.0, 0.5)
 _CHUNK = 4096
 
-#: spec keys accepted by :func:`from_spec`, per ``type`` (besides ``type`` itself).
-PROFILE_TYPES: dict[str, tuple[str, ...]] = {
-    "constant": ("rate", "duration", "arrival", "seed"),
-    "ramp": ("from_rate", "to_rate", "ramp_duration", "duration", "arrival", "seed"),
-    "spike": ("base_rate", "spike_rate", "spike_duration", "period", "duration", "arrival", "seed"),
-    "step": ("target_rate", "rates", "steps", "duration", "arrival", "seed"),
-    "stages": ("stages", "start_rate", "arrival", "seed"),
-    "users": ("vus", "duration", "ramp_up", "think_time", "iterations"),
-}
-_REQUIRED: dict[str, tuple[str, ...]] = {
-    "constant": ("rate", "duration"),
-    "ramp": ("from_rate", "to_rate", "ramp_duration"),
-    "spike": ("base_rate", "spike_rate", "spike_duration", "period", "duration"),
-    "step": ("duration",),
-    "stages": ("stages",),
-    "users": ("vus",),
-}
+class Schedule(Protocol):
+    """What an arrival profile and closed-loop users both answer (the runner, the live
+    view and the studies read any schedule through this, never by probing)."""
+
+    kind: str
+
+    @property
+    def closed_loop(self) -> bool: ...
+
+    def rate_at(self, t: float) -> float | None: ...             # None: closed loop
+
+    def count(self, t0: float = 0.0, t1: float | None = None) -> int | None: ...
+
+    def phases(self) -> list["Phase"]: ...
+
+    def segment(self, index: int, count: int) -> "Schedule": ...
+
+    def describe(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 class ProfileError(ValueError):
@@ -130,72 +137,7 @@ class Phase:
 # ----------------------------------------------------------------------------- validation
 
 
-class _Missing:
-    """Placeholder for a required parameter that was not given (already reported)."""
-
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING: Any = _Missing()
-
-
-class _Problems:
-    """Collects every problem instead of stopping at the first one."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-        self.missing = False
-
-    def add(self, path: str, message: str) -> None:
-        self.items.append(f"{path}: {message}")
-
-    def number(self, path: str, value: Any, *, minimum: float = 0.0, strict: bool = False) -> float | None:
-        if value is _MISSING:
-            self.missing = True
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            if isinstance(value, str):
-                try:
-                    value = float(value)
-                except ValueError:
-                    self.add(path, f"must be a number, got {value!r}")
-                    return None
-            else:
-                self.add(path, f"must be a number, got {value!r}")
-                return None
-        value = float(value)
-        if not math.isfinite(value):
-            self.add(path, f"must be finite, got {value!r}")
-            return None
-        if strict and value <= minimum:
-            self.add(path, f"must be > {minimum:g}, got {value:g}")
-            return None
-        if not strict and value < minimum:
-            self.add(path, f"must be >= {minimum:g}, got {value:g}")
-            return None
-        return value
-
-    def duration(self, path: str, value: Any, *, allow_zero: bool = False) -> float | None:
-        if value is _MISSING:
-            self.missing = True
-            return None
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            self.add(path, str(exc))
-            return None
-        if seconds < 0 or (seconds == 0 and not allow_zero):
-            self.add(path, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-            return None
-        return seconds
-
-    def raise_if_any(self) -> None:
-        if self.items or self.missing:
-            raise ProfileError(self.items)
-
-
-def _check_arrival(p: _Problems, arrival: Any, seed: Any) -> None:
+def _check_arrival(p: Problems, arrival: Any, seed: Any) -> None:
     if arrival not in ARRIVALS:
         p.add("arrival", f"must be one of {', '.join(ARRIVALS)}, got {arrival!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
@@ -291,6 +233,10 @@ class Profile:
     def _piece(self, t: float) -> int:
         j = bisect.bisect_right(self._ts_list, t) - 1
         return min(max(j, 0), len(self._ts_list) - 1)
+
+    @property
+    def closed_loop(self) -> bool:
+        return False
 
     def rate_at(self, t: float) -> float:
         """Intended rate (requests/s) at ``t`` seconds; 0 outside ``[0, duration)``."""
@@ -440,11 +386,11 @@ def _count_congruent(lo: int, hi: int, offset: int, stride: int) -> int:
 
 def constant(rate: float, duration: float | str, *, arrival: str = "uniform", seed: int | None = None) -> Profile:
     """``rate`` requests per second for ``duration``."""
-    p = _Problems()
+    p = Problems()
     r = p.number("rate", rate, strict=True)
     d = p.duration("duration", duration)
     _check_arrival(p, arrival, seed)
-    p.raise_if_any()
+    p.raise_if_any(ProfileError)
     assert r is not None and d is not None
     return Profile(
         "constant", [(0.0, d, r, r)], ["steady"], {"rate": r, "duration": d}, arrival=arrival, seed=seed
@@ -462,7 +408,7 @@ def ramp(
 ) -> Profile:
     """Linear change ``from_rate → to_rate`` over ``ramp_duration``, then hold ``to_rate``
     until ``duration`` (default: no hold)."""
-    p = _Problems()
+    p = Problems()
     r0 = p.number("from_rate", from_rate)
     r1 = p.number("to_rate", to_rate)
     rd = p.duration("ramp_duration", ramp_duration)
@@ -472,7 +418,7 @@ def ramp(
         p.add("to_rate", "from_rate and to_rate are both 0: the profile would send nothing")
     if rd is not None and d is not None and rd > d:
         p.add("ramp_duration", f"must be within duration ({format_duration(d)}), got {format_duration(rd)}")
-    p.raise_if_any()
+    p.raise_if_any(ProfileError)
     assert r0 is not None and r1 is not None and rd is not None and d is not None
     pieces = [(0.0, rd, r0, r1)]
     names = ["ramp"]
@@ -497,7 +443,7 @@ def spike(
     then ``spike_rate`` for ``spike_duration`` (base first, so each spike hits a warm
     target).  A last partial period is cut at ``duration``.  Phases: ``base 1``,
     ``spike 1``, ``base 2``, …"""
-    p = _Problems()
+    p = Problems()
     b = p.number("base_rate", base_rate)
     s = p.number("spike_rate", spike_rate, strict=True)
     sd = p.duration("spike_duration", spike_duration)
@@ -511,7 +457,7 @@ def spike(
             "period",
             f"the first spike starts at {format_duration(per - sd)}, not within duration ({format_duration(d)})",
         )
-    p.raise_if_any()
+    p.raise_if_any(ProfileError)
     assert b is not None and s is not None and sd is not None and per is not None and d is not None
     pieces: list[tuple[float, float, float, float]] = []
     names: list[str] = []
@@ -531,8 +477,8 @@ def spike(
 
 
 def step(
-    target_rate: float | None,
-    duration: float | str,
+    target_rate: float | None = None,
+    duration: float | str | None = None,
     steps: Sequence[float] = DEFAULT_STEPS,
     *,
     rates: Sequence[float] | None = None,
@@ -541,8 +487,10 @@ def step(
 ) -> Profile:
     """Equal-length constant steps over ``duration``: ``steps`` are fractions of
     ``target_rate`` (default ¼, ½, 1, ½), or ``rates`` gives the steps' rates directly."""
-    p = _Problems()
-    d = p.duration("duration", duration)
+    p = Problems()
+    d = p.duration("duration", MISSING if duration is None else duration)
+    if duration is None:
+        p.add("duration", "is required for a step profile")
     _check_arrival(p, arrival, seed)
     values: list[float] = []
     if rates is not None:
@@ -558,7 +506,7 @@ def step(
     else:
         t = p.number("target_rate", target_rate, strict=True) if target_rate is not None else None
         if target_rate is None:
-            p.add("target_rate", "is required (or give rates)")
+            p.add("target_rate", "is required for a step profile (or give rates)")
         if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or not steps:
             p.add("steps", f"must be a non-empty list of fractions of target_rate, got {steps!r}")
         else:
@@ -567,7 +515,7 @@ def step(
                 values = [t * f for f in fr if f is not None]
     if not p.items and values and max(values) <= 0:
         p.add("rates" if rates is not None else "steps", "every step has rate 0: the profile would send nothing")
-    p.raise_if_any()
+    p.raise_if_any(ProfileError)
     assert d is not None
     n = len(values)
     pieces = [(d * i / n, d * (i + 1) / n, v, v) for i, v in enumerate(values)]
@@ -582,7 +530,7 @@ def step(
 
 
 def stages(
-    stage_list: Sequence[Mapping[str, Any]],
+    stages: Sequence[Mapping[str, Any]],
     start_rate: float = 0.0,
     *,
     arrival: str = "uniform",
@@ -591,18 +539,18 @@ def stages(
     """k6 ``ramping-arrival-rate``: each ``{duration, target}`` moves the rate linearly from
     the previous stage's target (``start_rate`` for the first) to ``target`` over
     ``duration``.  A ``0s`` stage is an instant jump.  Optional ``name`` per stage."""
-    p = _Problems()
+    p = Problems()
     r_prev = p.number("start_rate", start_rate)
     _check_arrival(p, arrival, seed)
     pieces: list[tuple[float, float, float, float]] = []
     names: list[str] = []
     clean: list[dict[str, Any]] = []
-    if isinstance(stage_list, (str, bytes, Mapping)) or not isinstance(stage_list, Sequence) or not stage_list:
-        p.add("stages", f"must be a non-empty list of {{duration, target}}, got {stage_list!r}")
-        p.raise_if_any()
+    if isinstance(stages, (str, bytes, Mapping)) or not isinstance(stages, Sequence) or not stages:
+        p.add("stages", f"must be a non-empty list of {{duration, target}}, got {stages!r}")
+        p.raise_if_any(ProfileError)
     t = 0.0
     prev = r_prev if r_prev is not None else 0.0
-    for i, st in enumerate(stage_list):
+    for i, st in enumerate(stages):
         path = f"stages[{i}]"
         if not isinstance(st, Mapping):
             p.add(path, f"must be a mapping {{duration, target}}, got {st!r}")
@@ -632,7 +580,7 @@ def stages(
             p.add("stages", "total duration must be > 0")
         elif sum((pc[2] + pc[3]) / 2 * (pc[1] - pc[0]) for pc in pieces) <= 0:
             p.add("stages", "every stage has rate 0: the profile would send nothing")
-    p.raise_if_any()
+    p.raise_if_any(ProfileError)
     params = {"stages": clean, "start_rate": float(start_rate)}
     return Profile("stages", pieces, names, params, arrival=arrival, seed=seed)
 
@@ -661,6 +609,18 @@ class Users:
     kind: str = field(default="users", init=False)
 
     @property
+    def closed_loop(self) -> bool:
+        return True
+
+    def rate_at(self, t: float) -> None:
+        """Closed loop: no schedule, so no intended rate (the users' replies set the pace)."""
+        return None
+
+    def count(self, t0: float = 0.0, t1: float | None = None) -> None:
+        """Closed loop: how many calls is not known in advance."""
+        return None
+
+    @property
     def user_ids(self) -> tuple[int, ...]:
         return self.ids if self.ids is not None else tuple(range(self.vus))
 
@@ -673,8 +633,6 @@ class Users:
         if isinstance(tt, tuple):
             lo, hi = tt
             if rng is None:
-                import random
-
                 rng = random
             u = rng.uniform(lo, hi)
             return round(u * NS_PER_S)
@@ -726,7 +684,7 @@ def users(
     iterations: int | None = None,
 ) -> Users:
     """Validated :class:`Users`; durations accept ``"30s"``-style strings."""
-    p = _Problems()
+    p = Problems()
     if isinstance(vus, bool) or not isinstance(vus, int) or vus < 1:
         p.add("vus", f"must be an integer >= 1, got {vus!r}")
     d = None if duration is None else p.duration("duration", duration)
@@ -750,7 +708,7 @@ def users(
         p.add("duration", "give a duration or iterations (or both) so the users stop")
     if ru is not None and d is not None and ru > d:
         p.add("ramp_up", f"must be within duration ({format_duration(d)}), got {format_duration(ru)}")
-    p.raise_if_any()
+    p.raise_if_any(ProfileError)
     assert ru is not None and tt is not None
     return Users(vus=vus, duration=d, ramp_up=ru, think_time=tt, iterations=iterations)
 
@@ -759,10 +717,7 @@ def users(
 
 
 def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else f" (expected one of: {', '.join(choices)})"
+    return suggest(word, choices, otherwise="expected")
 
 
 def from_spec(spec: Mapping[str, Any], *, default_duration: float | str | None = None) -> Profile | Users:
@@ -792,10 +747,7 @@ def from_spec(spec: Mapping[str, Any], *, default_duration: float | str | None =
     for key in _REQUIRED[kind]:
         if key not in params:
             problems.append(f"{key}: is required for a {kind} profile")
-            params[key] = _MISSING
-    if kind == "step" and "target_rate" not in params and "rates" not in params:
-        problems.append("target_rate: is required for a step profile (or give rates)")
-        params["target_rate"] = _MISSING
+            params[key] = MISSING
     try:
         built = _build(kind, params)
     except ProfileError as exc:
@@ -809,18 +761,22 @@ def from_spec(spec: Mapping[str, Any], *, default_duration: float | str | None =
 
 
 def _build(kind: str, params: Mapping[str, Any]) -> Profile | Users:
-    kw = dict(params)
-    if kind == "constant":
-        return constant(**kw)
-    if kind == "ramp":
-        return ramp(**kw)
-    if kind == "spike":
-        return spike(**kw)
-    if kind == "step":
-        kw.setdefault("target_rate", None)
-        return step(**kw)
-    if kind == "stages":
-        return stages(kw.pop("stages"), **kw)
-    if kind == "users":
-        return users(**kw)
-    raise ProfileError([f"type: unknown profile type {kind!r}"])  # pragma: no cover
+    return BUILDERS[kind](**params)
+
+
+#: profile type -> its builder. The keys a spec may give and the ones it must give are read
+#: from each builder's signature (one source: a new parameter is a new key).
+BUILDERS: dict[str, Callable[..., Profile | Users]] = {
+    "constant": constant, "ramp": ramp, "spike": spike, "step": step, "stages": stages, "users": users,
+}
+
+
+def _keys(builder: Callable[..., Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    params = list(inspect.signature(builder).parameters.values())
+    return (tuple(q.name for q in params),
+            tuple(q.name for q in params if q.default is inspect.Parameter.empty))
+
+
+#: spec keys accepted by :func:`from_spec`, per ``type`` (besides ``type`` itself)
+PROFILE_TYPES: dict[str, tuple[str, ...]] = {kind: _keys(b)[0] for kind, b in BUILDERS.items()}
+_REQUIRED: dict[str, tuple[str, ...]] = {kind: _keys(b)[1] for kind, b in BUILDERS.items()}

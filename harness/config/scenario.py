@@ -24,7 +24,6 @@ command line, where it came from.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -35,13 +34,14 @@ import yaml
 
 from harness.config import profiles as _profiles
 from harness.config.durations import format_duration, parse_duration
-from harness.config.profiles import Profile, ProfileError, Users
+from harness.config.problems import Problems, suggest
+from harness.config.profiles import ProfileError, Schedule
 from harness.targets.registry import payload_names, target_names
 from harness.config.thresholds import Threshold, ThresholdError, parse_thresholds
 
 __all__ = [
     "ScenarioError",
-    "Executor",
+    "ExecutorSettings",
     "Scenario",
     "BUILTIN_TARGETS",
     "short_targets",
@@ -59,6 +59,23 @@ BUILTIN_TARGETS: tuple[str, ...] = ("mixed", "noop")
 EXECUTOR_TYPES: tuple[str, ...] = ("threads", "processes", "asyncio")
 ENV_PREFIX = "HARNESS_"
 
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """How calls are made.  ``workers`` processes each take a segment of the schedule
+    (``type: processes`` or ``workers > 1``); inside a worker calls run on ``threads``
+    threads (right for torch, which releases the GIL) or on an asyncio loop
+    (``type: asyncio``, for async targets).  ``max_in_flight`` bounds concurrent calls
+    for the whole run (the runner splits it across workers)."""
+
+    type: str = "threads"
+    workers: int = 1
+    threads: int = 32
+    max_in_flight: int = 256
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "workers": self.workers, "threads": self.threads, "max_in_flight": self.max_in_flight}
+
+
 #: The defaults: ``harness run`` with no arguments runs this against the embedded workloads.
 DEFAULTS: dict[str, Any] = {
     "name": "default",
@@ -68,7 +85,7 @@ DEFAULTS: dict[str, Any] = {
     "mix": None,
     "duration": "30s",
     "profile": {"type": "constant", "rate": 20},
-    "executor": {"type": "threads", "workers": 1, "threads": 32, "max_in_flight": 256},
+    "executor": ExecutorSettings().to_dict(),
     "timeout": "5s",
     "thresholds": {"latency": ["p(95)<100ms", "p(99)<200ms"], "error_rate": ["rate<0.01"]},
     "faults": {},
@@ -122,32 +139,15 @@ class ScenarioError(ValueError):
 
 
 @dataclass(frozen=True)
-class Executor:
-    """How calls are made.  ``workers`` processes each take a segment of the schedule
-    (``type: processes`` or ``workers > 1``); inside a worker calls run on ``threads``
-    threads (right for torch, which releases the GIL) or on an asyncio loop
-    (``type: asyncio``, for async targets).  ``max_in_flight`` bounds concurrent calls
-    for the whole run (the runner splits it across workers)."""
-
-    type: str = "threads"
-    workers: int = 1
-    threads: int = 32
-    max_in_flight: int = 256
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "workers": self.workers, "threads": self.threads, "max_in_flight": self.max_in_flight}
-
-
-@dataclass(frozen=True)
 class Scenario:
     """A validated scenario.  Durations are in seconds."""
 
     name: str
     target: str
-    profile: Profile | Users
+    profile: Schedule
     duration: float
     timeout: float
-    executor: Executor = field(default_factory=Executor)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     payload: str | None = None
     mix: Mapping[str, float] | None = None
     thresholds: Mapping[str, Any] = field(default_factory=dict)  # k6 form, as given
@@ -173,7 +173,7 @@ class Scenario:
 
     @property
     def closed_loop(self) -> bool:
-        return isinstance(self.profile, Users)
+        return self.profile.closed_loop
 
     def to_dict(self) -> dict[str, Any]:
         """Normalised and JSON-serialisable (for the run result)."""
@@ -201,11 +201,6 @@ class Scenario:
 def short_targets() -> tuple[str, ...]:
     """Every target name that resolves here: registered plug-in targets, then the built-ins."""
     return (*target_names(), *BUILTIN_TARGETS)
-
-
-def _suggest(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(choices)})"
 
 
 def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -359,10 +354,13 @@ def default_scenario() -> Scenario:
 # ----------------------------------------------------------------------------- validation
 
 
-class _Check:
+class _Check(Problems):
+    """Problems that also say where a bad value came from (command line, environment)."""
+
     def __init__(self, sources: Mapping[str, str], problems: list[str]):
+        super().__init__()
         self.sources = sources
-        self.problems = problems
+        self.items = problems
 
     def where(self, path: str) -> str:
         src = self.sources.get(path)
@@ -375,37 +373,14 @@ class _Check:
         return ""
 
     def add(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}{self.where(path)}")
-
-    def duration(self, path: str, value: Any) -> float | None:
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            self.add(path, str(exc))
-            return None
-        if seconds <= 0:
-            self.add(path, f"must be > 0, got {value!r}")
-            return None
-        return seconds
-
-    def integer(self, path: str, value: Any, minimum: int) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-                value = int(value)
-            else:
-                self.add(path, f"must be an integer >= {minimum}, got {value!r}")
-                return None
-        if value < minimum:
-            self.add(path, f"must be >= {minimum}, got {value}")
-            return None
-        return value
+        self.items.append(f"{path}: {message}{self.where(path)}")
 
 
 def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: list[str]) -> Scenario:
     c = _Check(sources, problems)
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            c.add(str(key), "unknown key" + _suggest(str(key), TOP_LEVEL_KEYS))
+            c.add(str(key), "unknown key" + suggest(str(key), TOP_LEVEL_KEYS))
 
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -421,11 +396,10 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
     if not isinstance(target, str) or not target.strip():
         c.add("target", f"must be {what}, got {target!r}")
     elif not (target in known or _MODULE_FUNCTION.match(target) or _URL.match(target)):
-        hint = difflib.get_close_matches(target, known, n=1, cutoff=0.6)
         registered = ", ".join(target_names()) or ("none registered: the reference workloads come with "
                                                    "pip install 'latency-budget-harness[workloads]'")
-        c.add("target", f"{target!r} is not {what}"
-              + (f" (did you mean {hint[0]!r}?)" if hint else f" (registered: {registered})"))
+        hint = suggest(target, known, otherwise="")
+        c.add("target", f"{target!r} is not {what}" + (hint or f" (registered: {registered})"))
 
     payload = data.get("payload")
     if payload is not None and (not isinstance(payload, str)
@@ -446,7 +420,7 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
             choices = list(target_names())
             for k, w in mix.items():
                 if k not in choices:
-                    c.add(f"mix.{k}", "unknown target" + _suggest(str(k), choices))
+                    c.add(f"mix.{k}", "unknown target" + suggest(str(k), choices))
                 elif isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
                     c.add(f"mix.{k}", f"weight must be a number > 0, got {w!r}")
                 else:
@@ -456,7 +430,7 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
     timeout = c.duration("timeout", data.get("timeout"))
 
     # profile
-    profile: Profile | Users | None = None
+    profile: Schedule | None = None
     spec = data.get("profile")
     if not isinstance(spec, Mapping):
         c.add("profile", f"must be a mapping with a type ({', '.join(_profiles.PROFILE_TYPES)}), got {spec!r}")
@@ -484,24 +458,24 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
 
     # executor
     ex = data.get("executor")
-    executor = Executor()
+    executor = d = ExecutorSettings()
     if not isinstance(ex, Mapping):
         c.add("executor", f"must be a mapping ({', '.join(EXECUTOR_KEYS)}), got {ex!r}")
     else:
         for key in ex:
             if key not in EXECUTOR_KEYS:
-                c.add(f"executor.{key}", "unknown key" + _suggest(str(key), EXECUTOR_KEYS))
-        etype = ex.get("type", "threads")
+                c.add(f"executor.{key}", "unknown key" + suggest(str(key), EXECUTOR_KEYS))
+        etype = ex.get("type", d.type)
         if etype not in EXECUTOR_TYPES:
             c.add("executor.type", f"must be one of {', '.join(EXECUTOR_TYPES)}, got {etype!r}" + (
-                _suggest(str(etype), EXECUTOR_TYPES) if isinstance(etype, str) else ""))
-            etype = "threads"
-        workers = c.integer("executor.workers", ex.get("workers", 1), 1)
-        threads = c.integer("executor.threads", ex.get("threads", 32), 1)
-        mif = c.integer("executor.max_in_flight", ex.get("max_in_flight", 256), 1)
+                suggest(str(etype), EXECUTOR_TYPES) if isinstance(etype, str) else ""))
+            etype = d.type
+        workers = c.integer("executor.workers", ex.get("workers", d.workers), 1)
+        threads = c.integer("executor.threads", ex.get("threads", d.threads), 1)
+        mif = c.integer("executor.max_in_flight", ex.get("max_in_flight", d.max_in_flight), 1)
         if workers is not None and mif is not None and mif < workers:
             c.add("executor.max_in_flight", f"must be >= executor.workers ({workers}) so every worker can send, got {mif}")
-        executor = Executor(etype, workers or 1, threads or 1, mif or 1)
+        executor = ExecutorSettings(etype, workers or 1, threads or 1, mif or 1)
 
     # thresholds
     th_spec = data.get("thresholds")
@@ -536,7 +510,7 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
     http = mapping("http", "HTTP settings (method, headers, verify)")
     for key in http:
         if key not in HTTP_SETTINGS:
-            c.add(f"http.{key}", "unknown key" + _suggest(key, HTTP_SETTINGS))
+            c.add(f"http.{key}", "unknown key" + suggest(key, HTTP_SETTINGS))
 
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):

@@ -36,21 +36,17 @@ failure), ``105`` interrupted (Ctrl-C/SIGTERM; k6's ``ExternalAbort``), ``2`` us
 
 from __future__ import annotations
 
-import difflib
 import math
 import operator
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
+from harness.config.problems import suggest
+from harness.exitcodes import ExitCode
 from harness.config.durations import parse_duration
 
 __all__ = [
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "EXIT_INVALID_RUN",
-    "EXIT_THRESHOLDS_FAILED",
-    "EXIT_INTERRUPTED",
     "TREND",
     "RATE",
     "COUNTER",
@@ -71,11 +67,6 @@ __all__ = [
     "exit_code",
 ]
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_INVALID_RUN = 98
-EXIT_THRESHOLDS_FAILED = 99
-EXIT_INTERRUPTED = 105
 
 TREND, RATE, COUNTER, ALERTS = "trend", "rate", "counter", "alerts"
 
@@ -206,8 +197,7 @@ class ThresholdResult:
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return suggest(word, choices, otherwise="")
 
 
 def parse_metric(metric: str) -> tuple[str, dict[str, str]]:
@@ -460,7 +450,7 @@ def abort_due(results: Iterable[ThresholdResult], elapsed_s: float) -> list[Thre
 
 def exit_code(
     results: Iterable[ThresholdResult] = (), *, invalid: bool = False, interrupted: bool = False
-) -> int:
+) -> ExitCode:
     """Process exit code for a finished run.
 
     Precedence: interrupted (105) > invalid run (98) > thresholds failed (99) > ok (0).
@@ -468,7 +458,7 @@ def exit_code(
     generator, not the target.
     """
     if interrupted:
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     if invalid:
-        return EXIT_INVALID_RUN
-    return EXIT_OK if passed(results) else EXIT_THRESHOLDS_FAILED
+        return ExitCode.INVALID_RUN
+    return ExitCode.OK if passed(results) else ExitCode.THRESHOLDS_FAILED

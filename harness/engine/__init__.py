@@ -1,1 +1,2 @@
-"""How requests are sent on schedule: thread, asyncio and closed-loop user executors."""
+"""How requests are sent on schedule: the :class:`~harness.engine.base.Executor` contract
+and its implementations (threads, asyncio with callbacks, closed-loop users)."""

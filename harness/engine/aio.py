@@ -22,9 +22,10 @@ import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Deque, Iterator, List, Optional, Tuple
 
-from harness.engine.threads import LAG_BUCKET_NS, LAG_BUCKETS, Dispatch, Request, lag_percentile
+from harness.engine.base import LAG_BUCKET_NS, LAG_BUCKETS, Dispatch, LagCounts, Request, error_name, run_loop
+from harness.record.recorder import Recorder
 
-__all__ = ["AsyncExecutor", "Call"]
+__all__ = ["AsyncExecutor", "Call", "sleep_until", "run_measured"]
 
 _TIMEOUT = object()  # Call.done's marker for "the sweeper ended it at its deadline"
 
@@ -44,22 +45,23 @@ async def sleep_until(clock: Callable[[], int], t_ns: int, stopped: Callable[[],
     return not stopped()
 
 
-async def run_measured(owner: Any, body: Callable[[], Awaitable[None]]) -> None:
-    """``owner._aopen()``, ``body()``, ``owner._aclose()``, setting ``owner.loop_cpu_fraction``:
-    the loop thread's CPU over the run. Near 100 % means the generator itself, not the
+async def run_measured(body: Callable[[], Awaitable[None]], aopen: Optional[Callable[[], Any]],
+                       aclose: Optional[Callable[[], Any]], report: Callable[[Optional[float]], None]) -> None:
+    """``aopen()``, ``body()``, ``aclose()``, then ``report(cpu)``: the loop thread's CPU share
+    over the run (None under a second). Near 100 % means the generator itself, not the
     target, decided how fast requests went out (the self-check reads it)."""
     cpu0, wall0 = time.thread_time(), time.perf_counter()
     try:
-        if owner._aopen is not None:
-            await owner._aopen()
+        if aopen is not None:
+            await aopen()
         try:
             await body()
         finally:
-            if owner._aclose is not None:
-                await owner._aclose()
+            if aclose is not None:
+                await aclose()
     finally:
         wall = time.perf_counter() - wall0
-        owner.loop_cpu_fraction = (time.thread_time() - cpu0) / wall if wall > 1.0 else None
+        report((time.thread_time() - cpu0) / wall if wall > 1.0 else None)
 
 
 class Call:
@@ -82,23 +84,6 @@ class Call:
             self._ex._finish(self, error, flags)
 
 
-def _run_loop(coro: Any) -> None:
-    """uvloop when installed (more requests per generator CPU-second), else asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-        return
-    uvloop.run(coro)
-
-
-def _error_name(exc: BaseException) -> str:
-    """The outcome's error type: an exception's ``error_name`` (``HTTP 503``, or the failure a
-    callback target reported), else its class name (a bounded label set)."""
-    name = getattr(exc, "error_name", None)
-    return name if isinstance(name, str) else type(exc).__name__
-
-
 class AsyncExecutor:
     """Runs a schedule of async calls; same public surface as ``ThreadExecutor``."""
 
@@ -106,7 +91,7 @@ class AsyncExecutor:
         self,
         schedule: Iterator[Request],
         dispatch: Dispatch,
-        new_recorder: Callable[[], Any],
+        recorder: Recorder,
         *,
         max_in_flight: int,
         timeout_s: float,
@@ -123,14 +108,15 @@ class AsyncExecutor:
             raise ValueError(f"executor.max_in_flight: must be >= 1, got {max_in_flight}")
         self._schedule = schedule
         self._dispatch = dispatch
-        self._rec = new_recorder()
-        self.recorders: List[Any] = [self._rec]
+        self._rec = recorder
         self.max_in_flight = max_in_flight
         self.timeout_s = timeout_s
         self.drop_after_ns = int((timeout_s if drop_after_s is None else drop_after_s) * 1e9)
         self._flags_of = flags_of
         self._clock = clock
-        self._lag = [0] * (LAG_BUCKETS + 1)
+        self.lag = LagCounts()
+        self._lag = self.lag.new_list()  # one writer: the loop thread
+        self.errors: List[str] = []
         self._in_flight = 0
         self._stopping = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -171,7 +157,7 @@ class AsyncExecutor:
         try:
             self._astart(ordinal, call)  # type: ignore[misc]
         except Exception as exc:  # a payload generator or the target failed before sending
-            call.done(_error_name(exc))
+            call.done(error_name(exc))
 
     def _finish(self, call: Call, error: Any, flags: int) -> None:
         self._in_flight -= 1
@@ -212,19 +198,12 @@ class AsyncExecutor:
     def in_flight(self) -> int:
         return self._in_flight
 
-    def lag_counts(self) -> List[int]:
-        return list(self._lag)
-
-    def schedule_lag_percentile(self, p: float) -> Optional[float]:
-        return lag_percentile(self._lag, p)
-
-    def schedule_lag_samples(self) -> int:
-        return sum(self._lag)
-
-    def run(self, t0_ns: Optional[int] = None) -> List[Any]:
+    def run(self, t0_ns: Optional[int] = None) -> None:
         self.t0_ns = self._clock() if t0_ns is None else t0_ns
-        _run_loop(self._main())
-        return self.recorders
+        run_loop(self._main())
+
+    def _report_cpu(self, fraction: Optional[float]) -> None:
+        self.loop_cpu_fraction = fraction
 
     async def _one(self, sem: asyncio.Semaphore, ordinal: int, intended: int) -> None:
         clock = self._clock
@@ -241,7 +220,7 @@ class AsyncExecutor:
                 self._rec.record(label, "timeout", intended, start, start + self.timeout_ns)
                 return
             except Exception as exc:
-                self._rec.record(label, "error", intended, start, clock(), _error_name(exc))
+                self._rec.record(label, "error", intended, start, clock(), error_name(exc))
                 return
             finally:
                 self._in_flight -= 1
@@ -249,7 +228,7 @@ class AsyncExecutor:
             self._rec.record(label, "ok", intended, start, end, None, self._flags_of(result) if self._flags_of else 0)
 
     async def _main(self) -> None:
-        await run_measured(self, self._schedule_all)
+        await run_measured(self._schedule_all, self._aopen, self._aclose, self._report_cpu)
 
     async def _schedule_all(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -21,30 +21,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-__all__ = ["ThreadExecutor", "Dispatch", "Request", "LAG_BUCKET_NS", "LAG_BUCKETS", "lag_percentile"]
+from harness.engine.base import LAG_BUCKET_NS, LAG_BUCKETS, Dispatch, LagCounts, Request
+from harness.record.recorder import Recorder
 
-#: ``dispatch(ordinal) -> (target label, callable, args)``
-Dispatch = Callable[[int], Tuple[str, Callable[..., Any], Sequence[Any]]]
-Request = Tuple[int, int]  # (ordinal, intended ns from run start)
-
-LAG_BUCKET_NS = 50_000  # scheduler-lag resolution: 50 us ...
-LAG_BUCKETS = 2000      # ... up to 100 ms; later starts share the last bucket
-
-
-def lag_percentile(counts: Sequence[int], p: float) -> Optional[float]:
-    """Percentile ``p`` (ms) of bucketed lag counts: the bucket's upper edge, never flattering."""
-    n = sum(counts)
-    if n == 0:
-        return None
-    rank = max(1, int(-(-p * n // 100)))  # ceil(p % of n)
-    acc = 0
-    for i, c in enumerate(counts):
-        acc += c
-        if acc >= rank:
-            return (i + 1) * LAG_BUCKET_NS / 1e6
-    return None
+__all__ = ["ThreadExecutor"]
 
 
 class _Slot:
@@ -61,17 +43,14 @@ class _Slot:
 
 
 class ThreadExecutor:
-    """Runs a schedule of ``(ordinal, intended_ns)`` on ``threads`` worker threads.
-
-    ``new_recorder()`` gives each worker (and the watchdog) its own recorder so the hot
-    path takes no lock; the caller merges them at the end.
-    """
+    """Runs a schedule of ``(ordinal, intended_ns)`` on ``threads`` worker threads, all
+    recording into one :class:`Recorder` (its ``record`` takes no lock under the GIL)."""
 
     def __init__(
         self,
         schedule: Iterator[Request],
         dispatch: Dispatch,
-        new_recorder: Callable[[], Any],
+        recorder: Recorder,
         *,
         threads: int,
         timeout_s: float,
@@ -87,22 +66,23 @@ class ThreadExecutor:
         self._schedule = schedule
         self._claim_lock = threading.Lock()
         self._dispatch = dispatch
-        self._new_recorder = new_recorder
+        self._rec = recorder
         self.threads = threads
         self.timeout_ns = int(timeout_s * 1e9)
         self.drop_after_ns = int((timeout_s if drop_after_s is None else drop_after_s) * 1e9)
         self._flags_of = flags_of
         self._clock = clock
         self._sleep = sleep
-        self.recorders: List[Any] = []
         self._rec_lock = threading.Lock()
         self._slots: List[_Slot] = []
-        self._lag_lists: List[List[int]] = []
-        self._workers: List[threading.Thread] = []
+        self.lag = LagCounts()
+        self._workers: List[Tuple[threading.Thread, _Slot]] = []
         self._stop = threading.Event()
         self._exhausted = False
         self.t0_ns = 0
         self.abandoned = 0  # calls still stuck when the run ended
+        self.errors: List[str] = []
+        self.loop_cpu_fraction: Optional[float] = None
         self._done = False
 
     # -- public ---------------------------------------------------------------------------
@@ -111,10 +91,9 @@ class ThreadExecutor:
         """Stop claiming new requests; calls in flight finish (or time out)."""
         self._stop.set()
 
-    def run(self, t0_ns: Optional[int] = None) -> List[Any]:
-        """Run to the end of the schedule (or ``stop()``); returns the recorders."""
+    def run(self, t0_ns: Optional[int] = None) -> None:
+        """Run to the end of the schedule (or ``stop()``)."""
         self.t0_ns = self._clock() if t0_ns is None else t0_ns
-        self._watch_rec = self._recorder()
         self._done = False
         for _ in range(self.threads):
             self._spawn()
@@ -122,10 +101,10 @@ class ThreadExecutor:
         watchdog.start()
         while True:
             with self._rec_lock:
-                alive = [w for w in self._workers if w.is_alive()]
+                alive = [(w, s) for w, s in self._workers if w.is_alive()]
                 live_slots = [s for s in self._slots if s.active and not s.timed_out]
             if not live_slots and (self._exhausted or self._stop.is_set()) and not any(
-                w.is_alive() and not self._is_stuck(w) for w in alive
+                not s.timed_out for _w, s in alive
             ):
                 break
             if not alive:
@@ -135,45 +114,20 @@ class ThreadExecutor:
         watchdog.join(timeout=1)
         with self._rec_lock:
             self.abandoned = sum(1 for s in self._slots if s.active and s.timed_out)
-        return list(self.recorders)
 
     def in_flight(self) -> int:
         """Calls running now (stuck calls past their timeout excluded)."""
         return sum(1 for s in list(self._slots) if s.active and not s.timed_out)
 
-    def lag_counts(self) -> List[int]:
-        """Scheduler-lag counts in ``LAG_BUCKET_NS`` buckets, over requests a free worker
-        waited for: the generator's own lateness, not time spent waiting for a busy target."""
-        with self._rec_lock:
-            lists = list(self._lag_lists)
-        return [sum(col) for col in zip(*lists)] if lists else [0] * (LAG_BUCKETS + 1)
-
-    def schedule_lag_percentile(self, p: float) -> Optional[float]:
-        return lag_percentile(self.lag_counts(), p)
-
-    def schedule_lag_samples(self) -> int:
-        return sum(self.lag_counts())
-
     # -- internals ------------------------------------------------------------------------
-
-    def _is_stuck(self, worker: threading.Thread) -> bool:
-        slot = getattr(worker, "_lbh_slot", None)
-        return slot is not None and slot.timed_out
-
-    def _recorder(self) -> Any:
-        rec = self._new_recorder()
-        with self._rec_lock:
-            self.recorders.append(rec)
-        return rec
 
     def _spawn(self) -> None:
         slot = _Slot()
-        rec = self._recorder()
-        t = threading.Thread(target=self._work, args=(slot, rec), name=f"lbh-worker-{len(self._workers)}", daemon=True)
-        t._lbh_slot = slot  # type: ignore[attr-defined]
+        t = threading.Thread(target=self._work, args=(slot, self._rec), name=f"lbh-worker-{len(self._workers)}",
+                             daemon=True)
         with self._rec_lock:
             self._slots.append(slot)
-            self._workers.append(t)
+            self._workers.append((t, slot))
         t.start()
 
     def _claim(self) -> Optional[Request]:
@@ -186,7 +140,7 @@ class ThreadExecutor:
                 self._exhausted = True
                 return None
 
-    def _work(self, slot: _Slot, rec: Any) -> None:
+    def _work(self, slot: _Slot, rec: Recorder) -> None:
         clock = self._clock
         sleep = self._sleep
         dispatch = self._dispatch
@@ -197,9 +151,7 @@ class ThreadExecutor:
         timeout_ns = self.timeout_ns
         stop = self._stop
         claim = self._claim
-        lag_counts = [0] * (LAG_BUCKETS + 1)
-        with self._rec_lock:
-            self._lag_lists.append(lag_counts)
+        lag_counts = self.lag.new_list()
         while not stop.is_set():
             req = claim()
             if req is None:
@@ -261,7 +213,7 @@ class ThreadExecutor:
                         if not slot.active or slot.timed_out:
                             continue
                         slot.timed_out = True
-                    self._watch_rec.record(slot.label, "timeout", slot.intended, slot.start,
+                    self._rec.record(slot.label, "timeout", slot.intended, slot.start,
                                            slot.start + self.timeout_ns)
                     if not (self._stop.is_set() or self._exhausted):
                         self._spawn()

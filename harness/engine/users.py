@@ -14,7 +14,9 @@ import threading
 import time
 from typing import Any, Callable, List, Optional
 
-from harness.engine.threads import Dispatch
+from harness.engine.aio import run_measured, sleep_until
+from harness.engine.base import Dispatch, LagCounts, error_name, run_loop
+from harness.record.recorder import Recorder
 
 __all__ = ["UsersExecutor", "AsyncUsersExecutor"]
 
@@ -26,7 +28,7 @@ class UsersExecutor:
         self,
         users: Any,
         dispatch: Dispatch,
-        new_recorder: Callable[[], Any],
+        recorder: Recorder,
         *,
         duration_s: float,
         timeout_s: float,
@@ -36,8 +38,10 @@ class UsersExecutor:
     ) -> None:
         self._users = users
         self._dispatch = dispatch
-        self._rec = new_recorder()
-        self.recorders: List[Any] = [self._rec]
+        self._rec = recorder
+        self.lag = LagCounts()  # stays empty: closed loop has no schedule to be late for
+        self.errors: List[str] = []
+        self.loop_cpu_fraction: Optional[float] = None
         self.duration_ns = int(duration_s * 1e9)
         self.timeout_ns = int(timeout_s * 1e9)
         self._flags_of = flags_of
@@ -55,15 +59,6 @@ class UsersExecutor:
 
     def in_flight(self) -> int:
         return self._active
-
-    def lag_counts(self) -> List[int]:
-        return []
-
-    def schedule_lag_percentile(self, p: float) -> Optional[float]:
-        return None  # closed loop: there is no schedule to be late for
-
-    def schedule_lag_samples(self) -> int:
-        return 0
 
     def _begin(self) -> int:
         """The next call's ordinal; counts the user busy (threads update it together: locked)."""
@@ -113,7 +108,7 @@ class UsersExecutor:
             if think and self._stop.wait(think / 1e9):
                 return
 
-    def run(self, t0_ns: Optional[int] = None) -> List[Any]:
+    def run(self, t0_ns: Optional[int] = None) -> None:
         self.t0_ns = self._clock() if t0_ns is None else t0_ns
         threads = [threading.Thread(target=self._user, args=(uid,), name=f"lbh-vu-{uid}", daemon=True)
                    for uid in self._users.user_ids]
@@ -123,7 +118,6 @@ class UsersExecutor:
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
         self.abandoned = sum(1 for t in threads if t.is_alive())
-        return self.recorders
 
 
 class AsyncUsersExecutor(UsersExecutor):
@@ -137,16 +131,11 @@ class AsyncUsersExecutor(UsersExecutor):
                  aclose: Optional[Callable[[], Any]] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._aopen, self._aclose = aopen, aclose
-        self.loop_cpu_fraction: Optional[float] = None
 
     async def _sleep_until(self, t_ns: int) -> bool:
-        from harness.engine.aio import sleep_until
-
         return await sleep_until(self._clock, t_ns, self._stop.is_set)
 
     async def _auser(self, uid: int) -> None:
-        from harness.engine.aio import _error_name
-
         clock, rec, users, timeout_s = self._clock, self._rec, self._users, self.timeout_ns / 1e9
         rng = random.Random(None if self._seed is None else self._seed * 100_003 + uid)
         end_at = self.t0_ns + self.duration_ns
@@ -162,7 +151,7 @@ class AsyncUsersExecutor(UsersExecutor):
             except asyncio.TimeoutError:
                 rec.record(label, "timeout", start, start, start + self.timeout_ns)
             except Exception as exc:
-                rec.record(label, "error", start, start, clock(), _error_name(exc))
+                rec.record(label, "error", start, start, clock(), error_name(exc))
             finally:
                 self._end()
             done += 1
@@ -171,16 +160,14 @@ class AsyncUsersExecutor(UsersExecutor):
                 return
 
     async def _main(self) -> None:
-        from harness.engine.aio import run_measured
-
         async def users() -> None:
             await asyncio.gather(*(self._auser(uid) for uid in self._users.user_ids))
 
-        await run_measured(self, users)
+        await run_measured(users, self._aopen, self._aclose, self._report_cpu)
 
-    def run(self, t0_ns: Optional[int] = None) -> List[Any]:
-        from harness.engine.aio import _run_loop
+    def _report_cpu(self, fraction: Optional[float]) -> None:
+        self.loop_cpu_fraction = fraction
 
+    def run(self, t0_ns: Optional[int] = None) -> None:
         self.t0_ns = self._clock() if t0_ns is None else t0_ns
-        _run_loop(self._main())
-        return self.recorders
+        run_loop(self._main())

@@ -1,6 +1,6 @@
 """Grafana annotations for a harness run: its start, each phase change, and its end.
 
-``harness run --grafana-url URL`` posts them with grafana-client (``POST /api/annotations``),
+``harness run --grafana-url URL`` (:mod:`harness.cli.run`) posts them with grafana-client (``POST /api/annotations``),
 tagged ``lbh-run`` (every provisioned dashboard has an annotation query on that tag, so
 one post shows on all of them), ``run:<id>``, ``scenario:<name>`` and the event kind. With
 ``--grafana-dashboard UID`` (repeatable) each event is posted to those dashboards instead
@@ -9,25 +9,25 @@ one post shows on all of them), ``run:<id>``, ``scenario:<name>`` and the event 
 Posting never slows or fails the run: calls go through one background thread with a
 bounded queue, errors are kept (``errors``) and reported once at the end.
 
-Use::
+Use (a listener of the run's events, :mod:`harness.events`)::
 
-    ann = RunAnnotations(GrafanaAnnotator(url, credential))
-    opts = RunOptions(on_started=chain_on_started(existing_callback, ann.on_started))
-    result = Run(scenario, opts).execute()
-    ann.finish(result)          # the end annotation (a region over the whole run); flushes
+    ann = RunAnnotations(GrafanaAnnotator(url, credential)).subscribe(opts.events)
+    result = Run(scenario, opts).execute()   # started: the start annotation; phase: each phase;
+                                             # finished: the end (a region over the run), flushed
+    ann.errors                               # what could not be posted
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import queue
 import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-__all__ = ["GrafanaAnnotator", "RunAnnotations", "chain_on_started", "add_run_arguments", "from_args",
-           "RUN_TAG"]
+from harness.events import PhaseStarted, RunEvents, RunFinished, RunHandle, RunStarted
+from harness.observe.dashboards import credential_from_env, grafana_api
+
+__all__ = ["GrafanaAnnotator", "RunAnnotations", "annotations_for", "RUN_TAG"]
 
 RUN_TAG = "lbh-run"  # dashboards/definitions.py: RUN_ANNOTATION_TAG
 
@@ -46,8 +46,6 @@ class GrafanaAnnotator:
         self.url = url.rstrip("/")
         self.dashboard_uids = list(dashboard_uids)
         if api is None:
-            from harness.observe.dashboards import grafana_api
-
             api = grafana_api(self.url, credential, timeout_s)
         self.api = api
 
@@ -62,7 +60,8 @@ class GrafanaAnnotator:
 
 
 class RunAnnotations:
-    """Hooks for one :class:`harness.run.runner.Run`: ``on_started`` then ``finish(result)``."""
+    """Listeners for one run's events (:meth:`subscribe`): ``started`` posts the start,
+    ``phase`` each phase change, ``finished`` the end, then flushes (:meth:`finish`)."""
 
     def __init__(self, annotator: GrafanaAnnotator, extra_tags: Sequence[str] = (), queue_size: int = 256,
                  clock: Callable[[], float] = time.time) -> None:
@@ -74,11 +73,11 @@ class RunAnnotations:
         self._queue: "queue.Queue[Optional[Dict[str, Any]]]" = queue.Queue(maxsize=queue_size)
         self._sender = threading.Thread(target=self._send_loop, name="lbh-grafana-annotations", daemon=True)
         self._sender.start()
-        self._stop = threading.Event()
-        self._phase_thread: Optional[threading.Thread] = None
-        self._run: Any = None
+        self._run: Optional[RunHandle] = None
+        self._phases: List[Any] = []           # the profile's phases (harness.config.profiles.Phase)
         self._start_wall: Optional[float] = None
         self._tags: List[str] = []
+        self._finished = False
 
     # sending ---------------------------------------------------------------------------------
 
@@ -106,39 +105,43 @@ class RunAnnotations:
 
     # run hooks -------------------------------------------------------------------------------
 
-    def on_started(self, run: Any) -> None:
-        """Post the start annotation and follow the profile's phases while the run lasts."""
-        self._run = run
+    def subscribe(self, events: RunEvents) -> "RunAnnotations":
+        """Listen to ``events.started``, ``events.phase`` and ``events.finished``; returns self."""
+        events.started.add_listener(self.on_started)
+        events.phase.add_listener(self.on_phase)
+        events.finished.add_listener(self.on_finished)
+        return self
+
+    def on_started(self, event: RunStarted) -> None:
+        """Post the start annotation, at request 0's intended start."""
+        run = self._run = event.run
         sc = run.scenario
         self._tags = [RUN_TAG, f"run:{run.run_id}", f"scenario:{sc.name}"]
-        t0_ns = getattr(run.state, "t0_ns", None)
-        now = self._clock()
-        self._start_wall = now + ((t0_ns - time.perf_counter_ns()) / 1e9 if t0_ns is not None else 0.0)
-        profile = sc.profile
-        describe = profile.describe()
-        self._post("start", f"run {run.run_id} started: {sc.name} -> {sc.target}, {describe}", self._start_wall)
-        phases = profile.phases() if hasattr(profile, "phases") else []
-        if len(phases) > 1:
-            self._phase_thread = threading.Thread(target=self._follow_phases, args=(phases,),
-                                                  name="lbh-grafana-phases", daemon=True)
-            self._phase_thread.start()
+        self._start_wall = event.t0_wall
+        self._phases = list(sc.profile.phases())
+        self._post("start", f"run {run.run_id} started: {sc.name} -> {sc.target}, {sc.profile.describe()}",
+                   self._start_wall)
 
-    def _follow_phases(self, phases: Sequence[Any]) -> None:
-        assert self._start_wall is not None
-        for ph in phases:
-            at = self._start_wall + ph.start_s
-            while not self._stop.is_set() and self._clock() < at:
-                self._stop.wait(min(0.5, max(0.0, at - self._clock())))
-            if self._stop.is_set():
-                return
-            self._post("phase", f"phase {ph.name}: {ph.start_rate:g} -> {ph.end_rate:g} req/s "
-                                f"for {ph.duration_s:g} s", at, tags=[f"phase:{ph.name}"])
+    def on_phase(self, event: PhaseStarted) -> None:
+        """Post a phase change (at its scheduled time), for a profile of more than one phase."""
+        if self._start_wall is None or self._finished or len(self._phases) < 2:
+            return
+        ph = next((p for p in self._phases if p.name == event.phase and abs(p.start_s - event.at_s) < 1e-6), None)
+        if ph is None:
+            return
+        self._post("phase", f"phase {ph.name}: {ph.start_rate:g} -> {ph.end_rate:g} req/s "
+                            f"for {ph.duration_s:g} s", self._start_wall + ph.start_s, tags=[f"phase:{ph.name}"])
+
+    def on_finished(self, event: RunFinished) -> None:
+        """The end annotation; waits (bounded) for the queue to drain."""
+        self.finish(event.result)
 
     def finish(self, result: Optional[Mapping[str, Any]] = None, timeout_s: float = 10.0) -> List[str]:
-        """Post the end (a region from the start), wait for the queue to drain; returns errors."""
-        self._stop.set()
-        if self._phase_thread is not None:
-            self._phase_thread.join(timeout=2)
+        """Post the end (a region from the start), wait for the queue to drain; returns the
+        errors. Once only: a second call (after the ``finished`` event did it) just returns them."""
+        if self._finished:
+            return list(self.errors)
+        self._finished = True
         end = self._clock()
         if self._run is not None:
             status = (result or {}).get("status", "finished")
@@ -159,34 +162,10 @@ class RunAnnotations:
         return list(self.errors)
 
 
-def chain_on_started(*callbacks: Optional[Callable[[Any], None]]) -> Callable[[Any], None]:
-    """One ``on_started`` that calls each given callback in order."""
-    cbs = [c for c in callbacks if c is not None]
-
-    def both(run: Any) -> None:
-        for cb in cbs:
-            cb(run)
-    return both
-
-
-# --------------------------------------------------------------------------- CLI glue
-
-
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--grafana-url`` and ``--grafana-dashboard`` for ``harness run``."""
-    g = parser.add_argument_group("Grafana annotations (run start, end and phase changes)")
-    g.add_argument("--grafana-url", default=os.environ.get("GRAFANA_URL"),
-                   help="annotate this Grafana (GRAFANA_URL; auth: GRAFANA_TOKEN, or GRAFANA_USER + "
-                        "GRAFANA_PASSWORD)")
-    g.add_argument("--grafana-dashboard", action="append", default=[], metavar="UID",
-                   help="post to this dashboard only (repeatable); default: organisation-wide, tagged lbh-run")
-
-
-def from_args(args: argparse.Namespace, env: Optional[Mapping[str, str]] = None) -> Optional[RunAnnotations]:
-    """A :class:`RunAnnotations` when ``--grafana-url`` was given, else None."""
-    if not getattr(args, "grafana_url", None):
+def annotations_for(grafana_url: Optional[str], dashboard_uids: Sequence[str] = (),
+                    env: Optional[Mapping[str, str]] = None) -> Optional[RunAnnotations]:
+    """A :class:`RunAnnotations` posting to ``grafana_url`` (credentials from ``env``:
+    ``GRAFANA_TOKEN``, or ``GRAFANA_USER`` + ``GRAFANA_PASSWORD``), or None without a URL."""
+    if not grafana_url:
         return None
-    from harness.observe.dashboards import credential_from_env
-
-    return RunAnnotations(GrafanaAnnotator(args.grafana_url, credential_from_env(env),
-                                           dashboard_uids=getattr(args, "grafana_dashboard", []) or []))
+    return RunAnnotations(GrafanaAnnotator(grafana_url, credential_from_env(env), dashboard_uids=dashboard_uids))

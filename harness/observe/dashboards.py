@@ -7,7 +7,8 @@
                                            # upload them (GRAFANA_TOKEN, or GRAFANA_USER + GRAFANA_PASSWORD)
 
 The definition and the JSON ship in the package (:mod:`harness.observe.shipped`), so both
-commands work from an installed wheel, in any folder.
+commands work from an installed wheel, in any folder. The commands themselves are
+:mod:`harness.cli.dashboards`; this module is what they call.
 
 Grafana normally gets the dashboards from files (dashboards/provisioning/, mounted by
 docker-compose.yml); ``push`` is for a Grafana you do not provision, through its HTTP API
@@ -16,7 +17,6 @@ docker-compose.yml); ``push`` is for a Grafana you do not provision, through its
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -27,7 +27,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from harness.observe import shipped
 
 __all__ = ["DEFAULT_OUT", "load_definitions", "render", "generate", "stale", "load_dashboards",
-           "grafana_api", "credential_from_env", "push", "register", "run", "main", "GrafanaPushError"]
+           "grafana_api", "credential_from_env", "ensure_folder", "push", "GrafanaPushError",
+           "DEFAULT_FOLDER_UID", "DEFAULT_FOLDER_TITLE"]
 
 #: where ``generate`` writes by default: relative to the current folder (in the repo: the
 #: committed copy that docker-compose and the k8s ConfigMap read)
@@ -116,7 +117,7 @@ def credential_from_env(env: Optional[Mapping[str, str]] = None) -> Credential:
 
 
 def grafana_api(url: str, credential: Credential = None, timeout_s: float = 10.0) -> Any:
-    try:  # an extra: only push and annotations need it
+    try:  # lazy: grafana-client is an optional extra ([grafana]); only push and annotations need it
         from grafana_client import GrafanaApi
     except ImportError as exc:
         raise GrafanaPushError(f"the Grafana client is not installed ({exc}): "
@@ -132,6 +133,8 @@ def _describe(exc: BaseException) -> str:
 
 
 def ensure_folder(api: Any, uid: str, title: str) -> None:
+    """Create the folder ``uid`` unless Grafana has it."""
+    # lazy: grafana-client is an optional extra ([grafana]); grafana_api() checked it is installed
     from grafana_client.client import GrafanaClientError
 
     try:
@@ -163,83 +166,3 @@ def push(url: str, credential: Credential = None, dashboards: Optional[Sequence[
     except Exception as exc:  # grafana-client raises its own classes and niquests' connection errors
         raise GrafanaPushError(f"Grafana at {url}: {_describe(exc)}") from exc
     return answers
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``dashboards generate|push`` to a parent's subparsers (dispatched to :func:`run`)."""
-    p = subparsers.add_parser("dashboards", help="generate the Grafana dashboards' JSON, or push them to a Grafana")
-    sub = p.add_subparsers(dest="dashboards_command")
-    gen = sub.add_parser("generate", help="write the dashboards' JSON from their shipped definition")
-    gen.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                     help=f"output folder (default: {DEFAULT_OUT}, relative to the current folder)")
-    gen.add_argument("--check", action="store_true", help="write nothing; exit 1 when the files are stale")
-    push_p = sub.add_parser("push", help="upload the dashboards with Grafana's HTTP API "
-                                         "(GRAFANA_TOKEN, or GRAFANA_USER + GRAFANA_PASSWORD)")
-    push_p.add_argument("--grafana-url", default=os.environ.get("GRAFANA_URL"),
-                        help="e.g. http://localhost:3000 (GRAFANA_URL)")
-    push_p.add_argument("--folder-uid", default=DEFAULT_FOLDER_UID, help="folder uid ('' for the General folder)")
-    push_p.add_argument("--folder-title", default=DEFAULT_FOLDER_TITLE)
-    push_p.add_argument("--dir", type=Path, default=None,
-                        help="folder of dashboard JSON files (default: the dashboards shipped with the harness)")
-    push_p.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP call")
-    p.set_defaults(_handler=run)
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    command = getattr(args, "dashboards_command", None)
-    if command == "generate":
-        if args.check:
-            problems = stale(args.out)
-            for line in problems:
-                print(f"stale: {line}", file=sys.stderr)
-            if problems:
-                print("run `harness dashboards generate` and commit the result", file=sys.stderr)
-            return 1 if problems else 0
-        try:
-            paths = generate(args.out)
-        except OSError as exc:
-            print(f"harness: dashboards generate --out {args.out}: {exc}", file=sys.stderr)
-            return 2
-        for path in paths:
-            print(path)
-        return 0
-    if command == "push":
-        if not args.grafana_url:
-            print("harness: dashboards push needs --grafana-url (or GRAFANA_URL)", file=sys.stderr)
-            return 2
-        try:
-            dashboards = load_dashboards(args.dir)
-        except (OSError, ValueError) as exc:
-            print(f"harness: dashboards push --dir: {exc}", file=sys.stderr)
-            return 2
-        if not dashboards:
-            print(f"harness: no dashboard JSON in {args.dir}", file=sys.stderr)
-            return 2
-        try:
-            answers = push(args.grafana_url, credential_from_env(), dashboards, folder_uid=args.folder_uid or None,
-                           folder_title=args.folder_title, timeout_s=args.timeout)
-        except GrafanaPushError as exc:
-            print(f"harness: {exc}", file=sys.stderr)
-            return 1
-        base = args.grafana_url.rstrip("/")
-        for dash, answer in zip(dashboards, answers):
-            url = (answer or {}).get("url") if isinstance(answer, dict) else None
-            print(f"{dash.get('title')}: {base}{url}" if url else f"{dash.get('title')}: {answer}")
-        return 0
-    print("harness: dashboards: expected `generate` or `push`", file=sys.stderr)
-    return 2
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.observe.dashboards")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["dashboards", *(argv if argv is not None else sys.argv[1:])])
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

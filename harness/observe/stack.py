@@ -337,12 +337,19 @@ class LocalStack:
         for proc in self._procs:
             if proc.poll() is None:
                 proc.terminate()
+        # one deadline for all (not 10 s each): a loaded machine must not turn Ctrl-C into
+        # a half-minute wait; what has not flushed by then is killed (its data is temporary)
+        deadline = time.monotonic() + 8.0
         for proc in self._procs:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+        for proc in self._procs:
+            try:
                 proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass  # unkillable (D state): nothing more a parent can do
         self._procs = []
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)

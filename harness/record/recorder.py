@@ -62,6 +62,8 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 __all__ = [
+    "counts_view",
+    "histogram_mean",
     "OUTCOMES",
     "METRICS",
     "FLAG_CACHE_HIT",
@@ -118,7 +120,7 @@ def _bucket_index(v: np.ndarray, unit_mag: int, half_mag: int, mask: int) -> np.
     return ((bucket + 1) << half_mag) + sub - (1 << half_mag)
 
 
-def _counts_view(h: HdrHistogram) -> np.ndarray:
+def counts_view(h: HdrHistogram) -> np.ndarray:
     """numpy view of the histogram's ctypes counts (cached: numpy builds it from the ctypes array type each time)."""
     view = getattr(h, "_harness_counts", None)
     if view is None:
@@ -135,7 +137,7 @@ def _hist_record_array(h: HdrHistogram, values: np.ndarray) -> None:
     if values.size == 0:
         return
     idx = _bucket_index(values, h.unit_magnitude, h.sub_bucket_half_count_magnitude, h.sub_bucket_mask)
-    counts = _counts_view(h)
+    counts = counts_view(h)
     if idx.size < 4096:  # small batch: sort beats a pass over all 23,552 counters
         nz, add = np.unique(idx, return_counts=True)
         counts[nz] += add.astype(np.uint64)
@@ -158,8 +160,8 @@ def _hist_add(dst: HdrHistogram, src: HdrHistogram) -> None:
         src.unit_magnitude,
         src.sub_bucket_half_count_magnitude,
     ):
-        d = _counts_view(dst)
-        d += _counts_view(src).astype(np.uint64, copy=False)
+        d = counts_view(dst)
+        d += counts_view(src).astype(np.uint64, copy=False)
         dst.total_count += src.total_count
         dst.min_value = min(dst.min_value, src.min_value)
         dst.max_value = max(dst.max_value, src.max_value)
@@ -186,7 +188,7 @@ def value_at_percentile(h: HdrHistogram, percentile: float) -> int:
     if h.total_count == 0:
         return 0
     target = h.get_target_count_at_percentile(percentile)
-    cum = np.cumsum(_counts_view(h), dtype=np.uint64)
+    cum = np.cumsum(counts_view(h), dtype=np.uint64)
     i = int(np.searchsorted(cum, np.uint64(target), side="left"))
     if i >= h.counts_len:
         return 0
@@ -194,11 +196,11 @@ def value_at_percentile(h: HdrHistogram, percentile: float) -> int:
     return h.get_highest_equivalent_value(value) if percentile else h.get_lowest_equivalent_value(value)
 
 
-def _mean(h: HdrHistogram) -> float:
+def histogram_mean(h: HdrHistogram) -> float:
     """``h.get_mean_value()`` (bucket medians) in numpy."""
     if h.total_count == 0:
         return 0.0
-    counts = _counts_view(h)
+    counts = counts_view(h)
     nz = np.flatnonzero(counts)
     low, size = _index_values(h, nz.astype(np.int64))
     med = low + (size >> 1)
@@ -214,7 +216,7 @@ def histogram_stats(h: HdrHistogram) -> dict[str, float | int | None]:
         out.update({k: None for k in ("min", "mean", *(name for name, _ in SUMMARY_PERCENTILES), "max")})
         return out
     out["min"] = h.get_min_value() / 1000.0
-    out["mean"] = _mean(h) / 1000.0
+    out["mean"] = histogram_mean(h) / 1000.0
     for name, p in SUMMARY_PERCENTILES:
         out[name] = value_at_percentile(h, p) / 1000.0
     out["max"] = h.get_max_value() / 1000.0
@@ -871,7 +873,7 @@ class Recorder:
             if kind == "count":
                 return float(h.total_count)
             if kind == "avg":
-                return _mean(h) / 1000.0
+                return histogram_mean(h) / 1000.0
             if kind == "min":
                 return h.get_min_value() / 1000.0
             if kind == "max":

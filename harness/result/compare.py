@@ -19,22 +19,22 @@ any metric needs ``min_samples`` (default 100) requests in both runs; otherwise 
 is ``insufficient samples``.  A gate where *no* gated metric had enough samples fails (it
 proved nothing), like a threshold with no data.
 
-Exit code of the gate: :data:`EXIT_REGRESSED` (97) when it fails; ``harness run
---baseline`` keeps the run's own non-zero code (99 thresholds, 98 invalid, 105
-interrupted) and uses 97 only when the run itself passed (see :func:`gate_exit_code`).
+Exit code of the gate: :attr:`ExitCode.REGRESSED <harness.exitcodes.ExitCode>` (97) when it
+fails; ``harness run --baseline`` keeps the run's own non-zero code (99 thresholds, 98
+invalid, 105 interrupted) and uses 97 only when the run itself passed (see
+:func:`gate_exit_code`).
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, TextIO
+from typing import Any, Dict, List, Mapping, Optional
 
+from harness.exitcodes import ExitCode
 from harness.result.summary import run_duration
 
 __all__ = [
-    "EXIT_REGRESSED",
     "UNCHANGED_BELOW",
     "FAIL_ABOVE",
     "COMPARE_SCHEMA",
@@ -43,12 +43,9 @@ __all__ = [
     "classify",
     "gate_exit_code",
     "format_comparison",
-    "add_compare_arguments",
-    "cmd_compare",
 ]
 
 COMPARE_SCHEMA = "harness.result.compare/1"
-EXIT_REGRESSED = 97
 UNCHANGED_BELOW = 0.01
 FAIL_ABOVE = 0.10
 RATE_ABS_UNCHANGED = 0.001  # 0.1 percentage point
@@ -201,7 +198,7 @@ def compare(base: Mapping[str, Any], new: Mapping[str, Any], *, unchanged_below:
         "metrics": rows,
         "counts": counts,
         "warnings": warnings,
-        "gate": {"passed": passed, "exit_code": 0 if passed else EXIT_REGRESSED, "reason": reason,
+        "gate": {"passed": passed, "exit_code": int(ExitCode.OK if passed else ExitCode.REGRESSED), "reason": reason,
                  "regressions": [r["metric"] for r in failing]},
     }
 
@@ -219,9 +216,9 @@ def _chg(r: Mapping[str, Any]) -> str:
 
 def gate_exit_code(run_exit_code: int, comparison: Mapping[str, Any]) -> int:
     """``harness run --baseline``: the run's own failure wins; otherwise 97 if the gate failed."""
-    if run_exit_code != 0:
+    if run_exit_code != ExitCode.OK:
         return int(run_exit_code)
-    return 0 if comparison["gate"]["passed"] else EXIT_REGRESSED
+    return int(ExitCode.OK if comparison["gate"]["passed"] else ExitCode.REGRESSED)
 
 
 def _v(x: Any) -> str:
@@ -254,34 +251,3 @@ def format_comparison(c: Mapping[str, Any], *, all_rows: bool = False) -> str:
     g = c["gate"]
     lines.append(f"gate: {'PASSED' if g['passed'] else 'FAILED'} (exit {g['exit_code']}): {g['reason']}")
     return "\n".join(lines)
-
-
-def add_compare_arguments(ap: Any) -> None:
-    ap.add_argument("base", help="baseline result JSON")
-    ap.add_argument("new", help="new result JSON")
-    ap.add_argument("--json", dest="json_out", help="write the comparison as JSON here")
-    ap.add_argument("--all", dest="all_rows", action="store_true", help="show every row, per target too")
-    ap.add_argument("--min-samples", type=int, default=100)
-    ap.add_argument("--fail-above", type=float, default=FAIL_ABOVE, help="gate line (fraction, default 0.10)")
-    ap.add_argument("--unchanged-below", type=float, default=UNCHANGED_BELOW, help="default 0.01")
-
-
-def cmd_compare(args: Any, *, stdout: TextIO = None, stderr: TextIO = None) -> int:  # type: ignore[assignment]
-    """``harness compare base.json new.json``: prints the table; exit 0, or 97 when the gate fails."""
-    from harness.result.html import load_result
-
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
-    try:
-        base, new = load_result(args.base), load_result(args.new)
-    except (OSError, ValueError) as exc:
-        print(f"harness: compare: {exc}", file=stderr)
-        return 2
-    c = compare(base, new, min_samples=args.min_samples, fail_above=args.fail_above,
-                unchanged_below=args.unchanged_below)
-    print(format_comparison(c, all_rows=args.all_rows), file=stdout)
-    if args.json_out:
-        from harness.result.summary import write_result
-
-        write_result(c, args.json_out)
-    return int(c["gate"]["exit_code"])

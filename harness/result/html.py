@@ -11,7 +11,8 @@ full latency distribution (HDR percentile spectrum on a log axis) for latency an
 time, the alerts the real rules fired (when the run had the Prometheus stack), and the
 scenario as run with where each value came from.
 
-``harness report result.json`` renders it again from a JSON result (:func:`cmd_report`).
+``harness report result.json`` (:mod:`harness.cli.report`) renders it again from a JSON
+result.
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+import yaml
+
+from harness.exitcodes import ExitCode
+from harness.record.recorder import Recorder, value_at_percentile
+
 __all__ = [
     "render_html",
     "write_report",
-    "load_result",
+    "comparison_table_html",
     "percentile_spectrum",
     "line_chart",
     "CHART_IDS",
@@ -57,15 +63,6 @@ BUDGET_LINES_MS: Tuple[Tuple[float, str], ...] = ((100.0, "p95 budget 100 ms"), 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#7f7f7f")
 _W, _H = 640, 280
 _ML, _MR, _MT, _MB = 64, 16, 30, 44
-
-
-def load_result(path: str | os.PathLike[str]) -> Dict[str, Any]:
-    """Read a result JSON; raises ``ValueError`` when it is not a ``harness.result/*``."""
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("harness.result/"):
-        raise ValueError(f"{path}: not a harness result (schema {data.get('schema') if isinstance(data, dict) else None!r})")
-    return data
 
 
 # ----------------------------------------------------------------------------- SVG charts
@@ -214,8 +211,6 @@ def percentile_spectrum(result: Mapping[str, Any], metric: str = "latency",
     enc = result.get("histograms")
     if not enc:
         return []
-    from harness.record.recorder import Recorder, value_at_percentile
-
     rec = Recorder.decode(enc)
     h = rec.histogram(metric, target)
     n = int(h.total_count)
@@ -325,9 +320,16 @@ document.addEventListener('DOMContentLoaded',function(){
 """
 
 
+_VERDICT_WORDS: Dict[ExitCode, Tuple[str, str]] = {
+    ExitCode.OK: ("PASSED", "pass"),
+    ExitCode.INVALID_RUN: ("INVALID RUN (the generator was the limit)", "warn"),
+    ExitCode.THRESHOLDS_FAILED: ("THRESHOLDS FAILED", "fail"),
+    ExitCode.INTERRUPTED: ("INTERRUPTED", "warn"),
+}
+
+
 def _verdict_word(code: int) -> Tuple[str, str]:
-    return {0: ("PASSED", "pass"), 98: ("INVALID RUN (the generator was the limit)", "warn"),
-            99: ("THRESHOLDS FAILED", "fail"), 105: ("INTERRUPTED", "warn")}.get(code, (f"FAILED ({code})", "fail"))
+    return _VERDICT_WORDS.get(code, (f"FAILED ({code})", "fail"))
 
 
 def _ms(v: Any) -> str:
@@ -360,7 +362,7 @@ def render_html(result: Mapping[str, Any], *, title: Optional[str] = None,
     sc = result.get("scenario") or {}
     v = result.get("verdict") or {}
     g = result.get("generator") or {}
-    code = int(v.get("exit_code", 1))
+    code = int(v.get("exit_code", ExitCode.ERROR))
     word, cls = _verdict_word(code)
     title = title or f"{sc.get('name', 'run')} — {result.get('run_id', '')}"
     body: List[str] = [
@@ -443,11 +445,9 @@ def render_html(result: Mapping[str, Any], *, title: Optional[str] = None,
 
     # scenario as run
     try:
-        import yaml
-
         sc_text = yaml.safe_dump(dict(sc), sort_keys=False)
-    except Exception:  # pragma: no cover - yaml is a dependency
-        sc_text = json.dumps(sc, indent=1)
+    except yaml.YAMLError:  # a value YAML cannot represent (a numpy scalar in a live result)
+        sc_text = json.dumps(sc, indent=1, default=str)
     body.append(f'<h2 id="scenario">Scenario as run</h2><pre>{_esc(sc_text)}</pre>')
     sources = result.get("scenario_sources") or {}
     if sources:
@@ -493,30 +493,3 @@ def write_report(result: Mapping[str, Any], path: str | os.PathLike[str], **kw: 
     tmp.write_text(render_html(result, **kw), encoding="utf-8")
     os.replace(tmp, p)
     return p
-
-
-def add_report_arguments(ap: Any) -> None:
-    ap.add_argument("result", help="a result JSON written by `harness run`")
-    ap.add_argument("-o", "--output", help="HTML path (default: the result's path with .html)")
-    ap.add_argument("--baseline", help="also compare with this baseline result and include the table")
-
-
-def cmd_report(args: Any, *, stderr: Any = None, stdout: Any = None) -> int:
-    import sys
-
-    stderr = stderr or sys.stderr
-    stdout = stdout or sys.stdout
-    try:
-        result = load_result(args.result)
-        comparison = None
-        if getattr(args, "baseline", None):
-            from harness.result.compare import compare
-
-            comparison = compare(load_result(args.baseline), result)
-    except (OSError, ValueError) as exc:
-        print(f"harness: report: {exc}", file=stderr)
-        return 2
-    out = args.output or str(Path(args.result).with_suffix(".html"))
-    path = write_report(result, out, comparison=comparison)
-    print(f"report: {path}", file=stdout)
-    return 0

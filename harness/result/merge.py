@@ -8,43 +8,31 @@ exactly, so the merged p99 is the p99 of all requests, not an average of p99s.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, List, Mapping, Sequence
 
-from harness.record.recorder import Recorder
-from harness.run.runner import RESULT_SCHEMA
+from harness.exitcodes import ExitCode
 from harness.config.thresholds import evaluate, exit_code, parse_thresholds
+from harness.record.recorder import Recorder
+from harness.result.schema import RESULT_SCHEMA, Result
 
-__all__ = ["merge_results", "load_result", "MergeError"]
+__all__ = ["merge_results", "MergeError"]
 
 
 class MergeError(ValueError):
-    """Results that cannot be merged; the message names the file and the problem."""
+    """Results that cannot be merged; the message names the file and the problem. (A file
+    that is not a result at all is :class:`harness.result.schema.ResultError`.)"""
 
 
-def load_result(path: str | Path) -> Dict[str, Any]:
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except OSError as exc:
-        raise MergeError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise MergeError(f"{p}: not JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("schema") != RESULT_SCHEMA:
-        raise MergeError(f"{p}: not a harness result (schema {data.get('schema') if isinstance(data, dict) else None!r}, "
-                         f"expected {RESULT_SCHEMA!r})")
-    if "histograms" not in data:
-        raise MergeError(f"{p}: has no encoded histograms to merge")
-    return data
-
-
-def merge_results(results: Sequence[Dict[str, Any]], names: Sequence[str] | None = None) -> Dict[str, Any]:
+def merge_results(results: Sequence[Mapping[str, Any]], names: Sequence[str] | None = None) -> Result:
     """One result over the union. Parts must come from the same scenario (same name and
-    thresholds); the merged run lasted as long as its longest part (parts run side by side)."""
+    thresholds) and carry their encoded histograms; the merged run lasted as long as its
+    longest part (parts run side by side). Returns a new document; the parts are not changed."""
     if not results:
         raise MergeError("nothing to merge")
     names = list(names or [f"result {i}" for i in range(len(results))])
+    for name, r in zip(names, results):
+        if "histograms" not in r:
+            raise MergeError(f"{name}: has no encoded histograms to merge")
     first = results[0]
     for name, r in zip(names[1:], results[1:]):
         if r["scenario"].get("name") != first["scenario"].get("name"):
@@ -97,7 +85,7 @@ def merge_results(results: Sequence[Dict[str, Any]], names: Sequence[str] | None
             "closed_loop": first["generator"].get("closed_loop", False),
         },
         "thresholds": [t.to_dict() for t in judged],
-        "verdict": {"passed": code == 0, "exit_code": code, "thresholds_passed": all(t.ok for t in judged),
+        "verdict": {"passed": code == ExitCode.OK, "exit_code": int(code), "thresholds_passed": all(t.ok for t in judged),
                     "valid": valid, "aborted_by": []},
         "stack": None,
         "histograms": merged.encode(),

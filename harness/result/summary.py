@@ -1,14 +1,17 @@
-"""The end-of-run terminal summary and writing the JSON result (atomically)."""
+"""The end-of-run terminal summary (k6-like) and the run's duration as the readers divide by it.
+
+Writing and reading the JSON result is :mod:`harness.result.schema`'s."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-__all__ = ["format_summary", "write_result", "run_duration"]
+from harness.exitcodes import ExitCode
+
+__all__ = ["format_summary", "run_duration"]
+
+_VERDICT_WORDS = {ExitCode.OK: "PASSED", ExitCode.INVALID_RUN: "INVALID RUN",
+                  ExitCode.THRESHOLDS_FAILED: "THRESHOLDS FAILED", ExitCode.INTERRUPTED: "INTERRUPTED"}
 
 
 def run_duration(result: Mapping[str, Any]) -> Optional[float]:
@@ -74,7 +77,7 @@ def format_summary(result: Dict[str, Any], result_path: str | None = None) -> st
     v = result["verdict"]
     if v.get("aborted_by"):
         lines.append(f"aborted by threshold(s): {', '.join(v['aborted_by'])}")
-    word = {0: "PASSED", 98: "INVALID RUN", 99: "THRESHOLDS FAILED", 105: "INTERRUPTED"}.get(v["exit_code"], "FAILED")
+    word = _VERDICT_WORDS.get(v["exit_code"], "FAILED")
     lines.append(f"\nverdict: {word} (exit {v['exit_code']})")
     if result_path:
         lines.append(f"result: {result_path}")
@@ -116,38 +119,3 @@ def _stack_lines(stack: Dict[str, Any]) -> List[str]:
     for op, qs in sorted((stack.get("server_quantiles") or {}).items()):
         lines.append(f"    server {op:<22} " + "  ".join(f"{k} {v:.2f}" for k, v in sorted(qs.items())))
     return lines
-
-
-def write_result(result: Dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``result`` as JSON via a temporary file and rename, so a crash or a second
-    Ctrl-C never leaves half a file where a result was expected."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(result, f, indent=1, default=_jsonable)
-            f.write("\n")
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return p
-
-
-def _jsonable(o: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-    except ImportError:
-        pass
-    if isinstance(o, (set, frozenset, tuple)):
-        return list(o)
-    return str(o)

@@ -22,8 +22,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from instrumentation import DEFAULT_BUCKETS
-from harness.engine.threads import LAG_BUCKET_NS
-from harness.record.recorder import METRICS, OUTCOMES, _counts_view, _mean
+from harness.engine.base import LAG_BUCKET_NS
+from harness.record.recorder import METRICS, OUTCOMES, Recorder, counts_view, histogram_mean
 
 __all__ = ["LiveCollector", "Progress", "RunState"]
 
@@ -53,20 +53,19 @@ class RunState:
     def elapsed_s(self) -> float:
         return 0.0 if self.t0_ns is None else (time.perf_counter_ns() - self.t0_ns) / 1e9
 
-    def intended_rate(self) -> float:
+    def intended_rate(self) -> Optional[float]:
+        """Requests/s the schedule asks for now; None for closed-loop users (no schedule)."""
         t = self.elapsed_s()
-        rate_at = getattr(self.profile, "rate_at", None)
-        return float(rate_at(t)) if rate_at is not None and t < self.duration_s else 0.0
+        rate = self.profile.rate_at(min(t, self.duration_s))
+        return None if rate is None else (float(rate) if t < self.duration_s else 0.0)
 
     def intended_so_far(self) -> int:
-        count = getattr(self.profile, "count", None)
-        if count is None:
-            return 0
-        return int(count(0.0, min(self.elapsed_s(), self.duration_s)))
+        count = self.profile.count(0.0, min(self.elapsed_s(), self.duration_s))
+        return 0 if count is None else int(count)
 
 
 def _cumulative(hist: Any, bounds_us: List[int]) -> List[float]:
-    counts = _counts_view(hist)[: hist.counts_len]
+    counts = counts_view(hist)[: hist.counts_len]
     cum = np.cumsum(counts, dtype=np.int64)
     idx = [min(hist.get_counts_array_index(b), len(cum) - 1) for b in bounds_us]
     return [float(cum[i]) for i in idx]
@@ -91,7 +90,7 @@ class LiveCollector(Collector):
         st = self._state
         info = GaugeMetricFamily("lbh_harness_run_info", "The run in progress (value 1).",
                                  labels=["run_id", "scenario", "target", "profile"])
-        info.add_metric([st.run_id, st.scenario, st.target, getattr(st.profile, "kind", "users")], 1)
+        info.add_metric([st.run_id, st.scenario, st.target, st.profile.kind], 1)
         yield info
         rec = self._get_recorder()
         if rec is None:
@@ -115,7 +114,7 @@ class LiveCollector(Collector):
                     cum = _cumulative(h, self._bounds_us)
                     n = h.get_total_count()
                     buckets = [(_fmt(b), v) for b, v in zip(self._bounds, cum)] + [("+Inf", float(n))]
-                    fams[metric].add_metric([target, outcome], buckets, sum_value=_mean(h) * n / 1e6)
+                    fams[metric].add_metric([target, outcome], buckets, sum_value=histogram_mean(h) * n / 1e6)
         yield counts
         yield from fams.values()
         with self._lock:
@@ -128,7 +127,7 @@ class LiveCollector(Collector):
         yield GaugeMetricFamily("lbh_harness_achieved_rate", "Completed requests per second (since the last scrape).",
                                 value=achieved)
         yield GaugeMetricFamily("lbh_harness_intended_rate", "Requests per second the schedule asks for now.",
-                                value=st.intended_rate())
+                                value=st.intended_rate() or 0.0)
         yield CounterMetricFamily("lbh_harness_intended_requests", "Requests whose intended start has passed.",
                                   value=st.intended_so_far())
         yield GaugeMetricFamily("lbh_harness_in_flight", "Calls in flight now.", value=st.in_flight())
@@ -172,13 +171,13 @@ class Progress:
     """Elapsed/remaining, intended vs achieved rate, live p95, errors: a live line on a
     terminal (rich), plain periodic lines otherwise (CI logs, pipes)."""
 
-    def __init__(self, recorder: Any, state: RunState, *, stream: TextIO = sys.stderr,
+    def __init__(self, recorder: Callable[[], Optional[Recorder]], state: RunState, *, stream: TextIO = sys.stderr,
                  mode: str = "auto", interval_s: float = 1.0, plain_every_s: float = 5.0) -> None:
-        self._rec = recorder
+        self._get_recorder = recorder  # a callable: with worker processes the merged view changes
         self._state = state
         self._stream = stream
         if mode == "auto":
-            mode = "tty" if getattr(stream, "isatty", lambda: False)() else "plain"
+            mode = "tty" if stream.isatty() else "plain"
         self.mode = mode
         self._interval = interval_s if mode == "tty" else plain_every_s
         self._stop = threading.Event()
@@ -189,19 +188,22 @@ class Progress:
     def line(self) -> str:
         st = self._state
         el = st.elapsed_s()
-        c = self._rec.counts()
+        rec = self._get_recorder()
+        if rec is None:
+            return f"[{st.scenario}] starting"
+        c = rec.counts()
         done = sum(c.values())
         t_prev, n_prev = self._prev
         achieved = (done - n_prev) / (el - t_prev) if el > t_prev else 0.0
         self._prev = (el, done)
-        wins = self._rec.windows(last=3)  # the last complete window's p95 (a long run has thousands)
+        wins = rec.windows(last=3)  # the last complete window's p95 (a long run has thousands)
         p95 = next((w["p95_ms"] for w in reversed(wins[:-1] or wins) if w.get("p95_ms") is not None), None)
         remaining = max(0.0, st.duration_s - el)
         bad = c["error"] + c["timeout"] + c["dropped"]
         p95_s = f"{p95:.1f} ms" if p95 is not None else "-"
         # closed-loop users have no intended rate: say how many users are busy instead
-        target = (f"of {st.intended_rate():.1f}/s" if hasattr(st.profile, "rate_at")
-                  else f"({st.in_flight()} users busy)")
+        intended = st.intended_rate()
+        target = f"of {intended:.1f}/s" if intended is not None else f"({st.in_flight()} users busy)"
         return (f"[{st.scenario}] {el:5.1f}s / {st.duration_s:.0f}s (-{remaining:.0f}s)  "
                 f"rate {achieved:7.1f}/s {target}  p95(1s) {p95_s}  "
                 f"done {done}  err {c['error']} timeout {c['timeout']} dropped {c['dropped']}"
@@ -210,7 +212,7 @@ class Progress:
     def start(self) -> "Progress":
         if self.mode == "off":
             return self
-        if self.mode == "tty":
+        if self.mode == "tty":  # rich costs tens of ms at import: loaded only for a terminal
             from rich.console import Console
             from rich.live import Live
             from rich.text import Text

@@ -15,30 +15,28 @@ import queue as queue_mod
 import signal
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Dict, List, Optional
 
-from harness.engine.threads import LAG_BUCKETS, lag_percentile
+from prometheus_client import CollectorRegistry
+
+from harness.config.scenario import ExecutorSettings, Scenario
+from harness.engine.base import LagCounts
 from harness.record.recorder import Recorder
+from harness.run.prepare import build_scenario_target, make_executor, warm_up
 
 __all__ = ["ProcessFleet", "RecorderView"]
 
 _SNAPSHOT_S = 1.0
 
 
-def _child(index: int, count: int, scenario: Any, options: Dict[str, Any], out: Any, t0_value: Any,
+def _child(index: int, count: int, scenario: Scenario, options: Dict[str, Any], out: Any, t0_value: Any,
            stop: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    from prometheus_client import CollectorRegistry
-
-    from harness.run.runner import Run, RunOptions
-
     try:
-        run = Run(_segmented(scenario, index, count), RunOptions(metrics_port=None, progress="off",
-                                                                 install_signal_handlers=False,
-                                                                 warmup_calls=options.get("warmup_calls")),
-                  registry=CollectorRegistry())
-        target = run._build_target()
-        run._warm_up(target)
+        segment = _segmented(scenario, index, count)
+        target = build_scenario_target(segment, registry=CollectorRegistry())
+        warm_up(target, segment, options.get("warmup_calls"))
         out.put(("ready", index, None))
         # Shared values polled, not multiprocessing Events: a process that exits while it
         # sleeps on an Event's condition makes the next set() in the parent hang for ever.
@@ -46,7 +44,7 @@ def _child(index: int, count: int, scenario: Any, options: Dict[str, Any], out: 
             time.sleep(0.001)
         t0 = t0_value.value
         recorder = Recorder(origin_ns=t0)
-        executor = run._make_executor(target, recorder)
+        executor = make_executor(segment, target, recorder)
 
         def watch() -> None:
             last = time.monotonic()
@@ -54,31 +52,27 @@ def _child(index: int, count: int, scenario: Any, options: Dict[str, Any], out: 
                 time.sleep(0.05)
                 if time.monotonic() - last >= _SNAPSHOT_S:
                     last = time.monotonic()
-                    out.put(("snap", index, {"recorder": recorder.encode(), "lag": executor.lag_counts()}))
+                    out.put(("snap", index, {"recorder": recorder.encode(), "lag": executor.lag.counts()}))
             executor.stop()
 
         threading.Thread(target=watch, daemon=True).start()
         executor.run(t0)
-        out.put(("done", index, {"recorder": recorder.encode(), "lag": executor.lag_counts(),
+        out.put(("done", index, {"recorder": recorder.encode(), "lag": executor.lag.counts(),
                                  "abandoned": executor.abandoned}))
     except BaseException as exc:  # report, never hang the parent
         out.put(("error", index, f"{type(exc).__name__}: {exc}"))
 
 
-def _segmented(scenario: Any, index: int, count: int) -> Any:
-    from dataclasses import replace
-
-    from harness.config.scenario import Executor
-
+def _segmented(scenario: Scenario, index: int, count: int) -> Scenario:
     ex = scenario.executor
     per = lambda n: max(1, -(-n // count))  # noqa: E731 - ceil split of concurrency
     return replace(scenario, profile=scenario.profile.segment(index, count),
-                   executor=Executor(type="asyncio" if ex.type == "asyncio" else "threads", workers=1,
+                   executor=ExecutorSettings(type="asyncio" if ex.type == "asyncio" else "threads", workers=1,
                                      threads=per(ex.threads), max_in_flight=per(ex.max_in_flight)))
 
 
 class RecorderView:
-    """Reads like a ``Recorder``; backed by the children's latest snapshots, merged."""
+    """The children's latest snapshots, merged: :meth:`current` is what the live view reads."""
 
     def __init__(self, origin_ns: int) -> None:
         self._origin = origin_ns
@@ -94,12 +88,14 @@ class RecorderView:
                 merged.merge(Recorder.decode(snap))
             self._current = merged
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._current, name)
+    def current(self) -> Recorder:
+        with self._lock:
+            return self._current
 
 
 class ProcessFleet:
-    """Executor-shaped: ``run(t0)``, ``stop()``, ``in_flight()``, lag percentiles."""
+    """An :class:`~harness.engine.base.Executor` over N worker processes; :meth:`merged`
+    is the exact union of their recorders after :meth:`run`."""
 
     def __init__(self, scenario: Any, *, warmup_calls: Optional[int] = None, start_timeout_s: float = 300.0) -> None:
         self.scenario = scenario
@@ -115,8 +111,10 @@ class ProcessFleet:
         self.errors: List[str] = []
         self.view: Optional[RecorderView] = None
         self.abandoned = 0
-        self._lags: Dict[int, List[int]] = {}
+        self.lag = LagCounts()
+        self.loop_cpu_fraction: Optional[float] = None
         self.pids: List[int] = []
+        self._t0_ns = 0
 
     def start(self) -> None:
         """Start the children and wait until each has built and warmed its target."""
@@ -152,7 +150,9 @@ class ProcessFleet:
     def in_flight(self) -> int:
         return 0  # per-child in-flight is not shipped; the rate and outcome counts are
 
-    def run(self, t0_ns: int) -> List[Recorder]:
+    def run(self, t0_ns: Optional[int] = None) -> None:
+        t0_ns = time.perf_counter_ns() if t0_ns is None else t0_ns
+        self._t0_ns = t0_ns
         self.view = self.view or RecorderView(t0_ns)
         self._t0.value = t0_ns
         pending = set(range(self.count))
@@ -167,7 +167,7 @@ class ProcessFleet:
                 continue
             if kind in ("snap", "done"):
                 self.view.update(index, payload["recorder"])
-                self._lags[index] = payload["lag"]
+                self.lag.set_part(index, payload["lag"])
             if kind == "done":
                 self._final[index] = payload
                 pending.discard(index)
@@ -177,20 +177,12 @@ class ProcessFleet:
         self._stop.value = 1
         for p in self._procs:
             p.join(timeout=5)
-        recorders = []
         for payload in self._final.values():
-            recorders.append(Recorder.decode(payload["recorder"]))
             self.abandoned += payload["abandoned"]
-        return recorders
 
-    def lag_counts(self) -> List[int]:
-        total = [0] * (LAG_BUCKETS + 1)
-        for counts in list(self._lags.values()):
-            total = [a + b for a, b in zip(total, counts)]
-        return total
-
-    def schedule_lag_percentile(self, p: float) -> Optional[float]:
-        return lag_percentile(self.lag_counts(), p)
-
-    def schedule_lag_samples(self) -> int:
-        return sum(self.lag_counts())
+    def merged(self) -> Recorder:
+        """The workers' final recorders merged (exact: HDR histograms add)."""
+        recorder = Recorder(origin_ns=self._t0_ns)
+        for payload in self._final.values():
+            recorder.merge(Recorder.decode(payload["recorder"]))
+        return recorder

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+from importlib import metadata
 import signal
 import socket
 import sys
@@ -21,16 +22,23 @@ from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
+from instrumentation import serve_metrics
+
 from harness import __version__
-from harness.engine.threads import ThreadExecutor
-from harness.run.live import LiveCollector, Progress, RunState
-from harness.record.recorder import Recorder
-from harness.run.resources import ResourceSampler
 from harness.config.scenario import Scenario
-from harness.targets import Target, flags_of
-from harness.targets.resolve import build_target
 from harness.config.thresholds import abort_due, evaluate, exit_code
+from harness.engine.base import Executor
+from harness.events import PhaseStarted, RunEvents, RunFinished, RunStarted
+from harness.exitcodes import ExitCode
+from harness.observe.stack import LocalStack, PrometheusClient, StackError, WebhookReceiver
+from harness.observe.stack_report import fired_alerts, quantile_crosscheck, server_quantiles
+from harness.record.recorder import Recorder
+from harness.run.live import LiveCollector, Progress, RunState
+from harness.run.prepare import build_scenario_target, make_executor, warm_up
+from harness.run.processes import ProcessFleet, RecorderView
+from harness.run.resources import ResourceSampler
 from harness.run.selfcheck import judge_generator
+from harness.targets import Target, TargetError
 
 __all__ = ["Run", "RunOptions", "RESULT_SCHEMA"]
 
@@ -52,7 +60,8 @@ class RunOptions:
     tracer_provider: Any = None
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     install_signal_handlers: bool = True
-    on_started: Optional[Callable[["Run"], None]] = None
+    #: started / phase / finished hooks (the CLI banner, annotations, the scale-test sampler)
+    events: RunEvents = field(default_factory=RunEvents)
     stack: str = "none"                      # none | local: Prometheus + Alertmanager for this run
     settle_s: float = 3.0                    # after the run: one more scrape and rule evaluation
     prometheus_url: Optional[str] = None     # with stack="external"
@@ -60,7 +69,9 @@ class RunOptions:
 
 
 class Run:
-    """A single run. ``execute()`` returns the result document (a JSON-ready dict)."""
+    """A single run. ``execute()`` returns the result document (a JSON-ready dict).
+
+    It is the :class:`harness.events.RunHandle` its events carry."""
 
     def __init__(self, scenario: Scenario, options: Optional[RunOptions] = None,
                  registry: Optional[CollectorRegistry] = None) -> None:
@@ -68,14 +79,35 @@ class Run:
         self.options = options or RunOptions()
         self.registry = registry if registry is not None else CollectorRegistry()
         self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-        self.recorder: Optional[Recorder] = None
+        self._recorder: Optional[Recorder] = None
+        self._fleet_view: Optional[RecorderView] = None
         self.state = RunState(self.run_id, scenario.name, scenario.target, scenario.profile, scenario.duration)
         self.metrics_url: Optional[str] = None
         self.interrupted = False
         self.aborted_by: List[str] = []
-        self._executor: Any = None
+        self._executor: Optional[Executor] = None
         self._stop_requested = threading.Event()
         self.stack_urls: Dict[str, str] = {}
+
+    # -- what listeners read (RunHandle) ---------------------------------------------------
+
+    @property
+    def recorder(self) -> Optional[Recorder]:
+        """The recorder so far (with worker processes: their latest snapshots, merged)."""
+        if self._fleet_view is not None and self._recorder is None:
+            return self._fleet_view.current()
+        return self._recorder
+
+    def elapsed_s(self) -> float:
+        return self.state.elapsed_s()
+
+    @property
+    def finished(self) -> bool:
+        return self.state.finished
+
+    @property
+    def t0_ns(self) -> Optional[int]:
+        return self.state.t0_ns
 
     # -- control ----------------------------------------------------------------------
 
@@ -89,85 +121,27 @@ class Run:
 
     # -- the run ----------------------------------------------------------------------
 
-    def _build_target(self) -> Target:
-        sc = self.scenario
-        return build_target(sc.target, payload=sc.payload, mix=sc.mix, faults=sc.faults, workload=sc.workload,
-                            http=sc.http, max_in_flight=sc.executor.max_in_flight, seed=sc.seed,
-                            registry=self.registry, tracer_provider=self.options.tracer_provider)
-
-    def _warm_up(self, target: Target) -> None:
-        n = self.options.warmup_calls
-        if n is None:
-            n = 2 if self.scenario.target_kind == "short" else 0
-        if target.is_async:
-            return
-        # every label (each workload of a mix) gets its n calls: walk the ordinals until each
-        # has been dispatched n times (a mix's ordinals map to its workloads in a fixed order)
-        remaining = {label: n for label in target.labels}
-        for k in range(1000 * n):
-            if not any(remaining.values()):
-                break
-            label, fn, args = target.dispatch(k)
-            if remaining.get(label, 0) > 0:
-                remaining[label] -= 1
-                try:
-                    fn(*args)
-                except Exception:
-                    pass  # a failing target fails in the run, where it is counted
-
-    def _make_executor(self, target: Target, recorder: Recorder):
-        sc = self.scenario
-        drop_after = self.options.drop_after_s
-        if sc.closed_loop:
-            from harness.engine.users import AsyncUsersExecutor, UsersExecutor
-
-            if target.is_async:
-                return AsyncUsersExecutor(sc.profile, target.dispatch, lambda: recorder, duration_s=sc.duration,
-                                          timeout_s=sc.timeout, flags_of=flags_of, seed=sc.seed,
-                                          aopen=target.aopen, aclose=target.aclose)
-            return UsersExecutor(sc.profile, target.dispatch, lambda: recorder, duration_s=sc.duration,
-                                 timeout_s=sc.timeout, flags_of=flags_of, seed=sc.seed)
-        schedule = sc.profile.arrivals()
-        if target.is_async or sc.executor.type == "asyncio":
-            if not target.is_async:
-                from harness.targets import TargetError
-
-                raise TargetError("executor.type: asyncio needs an `async def` target")
-            from harness.engine.aio import AsyncExecutor
-
-            return AsyncExecutor(schedule, target.dispatch, lambda: recorder,
-                                 max_in_flight=sc.executor.max_in_flight, timeout_s=sc.timeout,
-                                 drop_after_s=drop_after, flags_of=flags_of, aopen=target.aopen,
-                                 aclose=target.aclose, astart=target.astart, acancel=target.acancel,
-                                 label=target.labels[0])
-        threads = max(1, min(sc.executor.threads, sc.executor.max_in_flight))
-        return ThreadExecutor(schedule, target.dispatch, lambda: recorder, threads=threads,
-                              timeout_s=sc.timeout, drop_after_s=drop_after, flags_of=flags_of)
-
     def execute(self) -> Dict[str, Any]:
         opts = self.options
         started_wall = datetime.now(timezone.utc)
         fleet = target = None
         if self.scenario.executor.workers > 1 or self.scenario.executor.type == "processes":
-            from harness.run.processes import ProcessFleet
-
             if self.scenario.closed_loop:
-                from harness.targets import TargetError
-
                 raise TargetError("executor.workers: closed-loop users run in one process; use --workers 1")
             fleet = ProcessFleet(self.scenario, warmup_calls=opts.warmup_calls)
             fleet.start()
         else:
-            target = self._build_target()
-            self._warm_up(target)
+            target = build_scenario_target(self.scenario, registry=self.registry,
+                                           tracer_provider=opts.tracer_provider)
+            warm_up(target, self.scenario, opts.warmup_calls)
 
         server = stack = webhook = None
         if opts.metrics_port is not None:
-            from instrumentation import serve_metrics
-
             self.registry.register(LiveCollector(lambda: self.recorder, self.state))
-            if not self._has_process_collector():
-                ProcessCollector(registry=self.registry)  # RSS and CPU, for the memory-growth alert
+            try:  # RSS and CPU, for the memory-growth alert (unless the registry has them)
+                ProcessCollector(registry=self.registry)
+            except ValueError:
+                pass
             server = serve_metrics(opts.metrics_port, opts.metrics_addr, self.registry)
             self.metrics_url = server.url
         try:
@@ -185,8 +159,6 @@ class Run:
                 target.close()
 
     def _start_stack(self, server: Any):
-        from harness.observe.stack import LocalStack, StackError, WebhookReceiver
-
         if server is None:
             raise StackError("--stack local needs the harness's /metrics: drop --no-metrics")
         webhook = WebhookReceiver(self.options.metrics_addr)
@@ -207,28 +179,27 @@ class Run:
             time.sleep(0.2)
         return stack, webhook
 
-    def _drive(self, fleet: Any, target: Optional[Target], stack: Any, webhook: Any,
+    def _drive(self, fleet: Optional[ProcessFleet], target: Optional[Target], stack: Any, webhook: Any,
                started_wall: datetime) -> Dict[str, Any]:
         opts = self.options
+        executor: Executor
         if fleet is not None:
-            from harness.run.processes import RecorderView
-
             t0 = time.perf_counter_ns() + 100_000_000  # the children need a moment to see t0
-            recorder = fleet.view = RecorderView(t0)
+            self._fleet_view = fleet.view = RecorderView(t0)
             executor = self._executor = fleet
         else:
             assert target is not None
             t0 = time.perf_counter_ns() + 20_000_000  # a moment to start the threads before request 0
-            recorder = Recorder(origin_ns=t0)
-            executor = self._executor = self._make_executor(target, recorder)
-        self.recorder = recorder
+            self._recorder = Recorder(origin_ns=t0)
+            executor = self._executor = make_executor(self.scenario, target, self._recorder,
+                                                      drop_after_s=opts.drop_after_s)
         self.state.t0_ns = t0
         self.state.in_flight = executor.in_flight
-        self.state.lag_counts = executor.lag_counts
+        self.state.lag_counts = executor.lag.counts
         t0_wall = time.time() + (t0 - time.perf_counter_ns()) / 1e9
 
         resources = ResourceSampler(extra_pids=fleet.pids if fleet is not None else ()).start()
-        progress = Progress(recorder, self.state, stream=opts.stream, mode=opts.progress).start()
+        progress = Progress(lambda: self.recorder, self.state, stream=opts.stream, mode=opts.progress).start()
         # A worker waking for its intended start must get the GIL from whichever thread
         # runs Python now; the default 5 ms switch interval would show up as schedule lag.
         switch_interval = sys.getswitchinterval()
@@ -237,9 +208,8 @@ class Run:
         if opts.install_signal_handlers and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous_handlers[sig] = signal.signal(sig, lambda *_: self.stop("interrupted"))
-        abort_watch = threading.Thread(target=self._watch_aborts, name="lbh-abort-watch", daemon=True)
-        if opts.on_started is not None:
-            opts.on_started(self)
+        abort_watch = threading.Thread(target=self._watch, name="lbh-run-watch", daemon=True)
+        opts.events.started.fire(RunStarted(self, t0_wall))
         if self._stop_requested.is_set():
             executor.stop()
         outcome: Dict[str, Any] = {}
@@ -248,7 +218,7 @@ class Run:
 
             def drive() -> None:
                 try:
-                    outcome["recorders"] = executor.run(t0)
+                    executor.run(t0)
                 except BaseException as exc:  # surfaced below, after the cleanup
                     outcome["error"] = exc
 
@@ -266,27 +236,24 @@ class Run:
             for sig, h in previous_handlers.items():
                 signal.signal(sig, h)
         if fleet is not None:
-            recorder = Recorder(origin_ns=t0)
-            for part in outcome.get("recorders", []):
-                recorder.merge(part)
-            self.recorder = recorder
+            self._recorder = fleet.merged()
+        recorder = self._recorder
+        assert recorder is not None
         finished_wall = datetime.now(timezone.utc)
         elapsed = (time.perf_counter_ns() - t0) / 1e9
         stack_report = None
         if stack is not None:
             stack_report = self._stack_report(stack.client, webhook, recorder, t0_wall, "harness")
         elif opts.stack == "external" and opts.prometheus_url:
-            from harness.observe.stack import PrometheusClient
-
             stack_report = self._stack_report(PrometheusClient(opts.prometheus_url), None, recorder, t0_wall,
                                               opts.prometheus_job)
-        return self._result(recorder, executor, resources, started_wall, finished_wall, elapsed, stack_report)
+        result = self._result(recorder, executor, resources, started_wall, finished_wall, elapsed, stack_report)
+        opts.events.finished.fire(RunFinished(self, result))
+        return result
 
     def _stack_report(self, client: Any, webhook: Any, recorder: Recorder, t0_wall: float,
                       job: str) -> Dict[str, Any]:
         """Let Prometheus scrape and evaluate once more, then ask it what it saw."""
-        from harness.observe.stack_report import fired_alerts, quantile_crosscheck, server_quantiles
-
         time.sleep(self.options.settle_s)
         end = time.time()
         report: Dict[str, Any] = {"prometheus_url": client.url, **self.stack_urls}
@@ -299,26 +266,31 @@ class Run:
         report["notifications"] = webhook.summary() if webhook is not None else []
         return report
 
-    def _has_process_collector(self) -> bool:
-        return "process_resident_memory_bytes" in getattr(self.registry, "_names_to_collectors", {})
-
-    def _watch_aborts(self) -> None:
-        """Evaluate ``abortOnFail`` thresholds every second while the run goes on."""
+    def _watch(self) -> None:
+        """While the run goes on: announce each profile phase as it starts (every 0.1 s),
+        and evaluate ``abortOnFail`` thresholds every second."""
         ths = [t for t in self.scenario.parsed_thresholds if t.abort_on_fail]
-        if not ths:
-            return
-        while not self._stop_requested.wait(1.0) and not self.state.finished:
+        phases = list(self.scenario.profile.phases())
+        next_abort_check = 1.0
+        while not self._stop_requested.wait(0.1) and not self.state.finished:
+            now = self.state.elapsed_s()
+            while phases and phases[0].start_s <= now:
+                phase = phases.pop(0)
+                self.state.phase = phase.name
+                self.options.events.phase.fire(PhaseStarted(self, phase.name, phase.start_s))
+            if not ths or now < next_abort_check:
+                continue
+            next_abort_check = now + 1.0
             rec = self.recorder
             if rec is None:
                 continue
-            failing = abort_due(evaluate(ths, rec.threshold_source(max(self.state.elapsed_s(), 1e-9))),
-                                self.state.elapsed_s())
+            failing = abort_due(evaluate(ths, rec.threshold_source(max(now, 1e-9))), now)
             if failing:
                 self.aborted_by = [f"{r.threshold.metric} {r.threshold.expression}" for r in failing]
                 self.stop("aborted")
                 return
 
-    def _result(self, recorder: Recorder, executor: Any, resources: ResourceSampler, started: datetime,
+    def _result(self, recorder: Recorder, executor: Executor, resources: ResourceSampler, started: datetime,
                 finished: datetime, elapsed: float, stack_report: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         sc = self.scenario
         duration = min(elapsed, sc.duration) if self.interrupted or self.aborted_by else sc.duration
@@ -326,9 +298,9 @@ class Run:
                                                                     stack_report))
         res_summary = resources.summary()
         health = judge_generator(
-            executor.schedule_lag_percentile,
-            lag_counts=executor.lag_counts(),
-            loop_cpu_fraction=getattr(executor, "loop_cpu_fraction", None),
+            executor.lag.percentile,
+            lag_counts=executor.lag.counts(),
+            loop_cpu_fraction=executor.loop_cpu_fraction,
             cpu_percent_mean=res_summary["process_cpu_percent_mean"],
             cpu_count=res_summary["cpu_count"],
             lag_bound_ms=self.options.lag_bound_ms,
@@ -336,8 +308,8 @@ class Run:
             samples=res_summary["samples"],
         )
         code = exit_code(results, invalid=not health.valid, interrupted=self.interrupted)
-        if self.aborted_by and code == 0:
-            code = 99
+        if self.aborted_by and code == ExitCode.OK:
+            code = ExitCode.THRESHOLDS_FAILED
         status = "interrupted" if self.interrupted else ("aborted" if self.aborted_by else "completed")
         return {
             "schema": RESULT_SCHEMA,
@@ -355,13 +327,13 @@ class Run:
             "resources": {"summary": res_summary, "samples": resources.samples},
             "generator": {**health.to_dict(), "abandoned_calls": executor.abandoned,
                           "worker_processes": self.scenario.executor.workers,
-                          "worker_errors": list(getattr(executor, "errors", [])),
+                          "worker_errors": list(executor.errors),
                           "closed_loop": sc.closed_loop,
-                          "schedule_lag_samples": executor.schedule_lag_samples()},
+                          "schedule_lag_samples": executor.lag.samples()},
             "thresholds": [r.to_dict() for r in results],
             "verdict": {
                 "passed": code == 0,
-                "exit_code": code,
+                "exit_code": int(code),
                 "thresholds_passed": all(r.ok for r in results),
                 "valid": health.valid,
                 "aborted_by": self.aborted_by,
@@ -396,8 +368,10 @@ def _environment() -> Dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "pid": os.getpid(),
     }
-    for mod in ("torch", "numpy", "prometheus_client"):
-        m = sys.modules.get(mod)
-        if m is not None:
-            env[f"{mod}_version"] = getattr(m, "__version__", None)
+    for mod, dist in (("torch", "torch"), ("numpy", "numpy"), ("prometheus_client", "prometheus-client")):
+        if mod in sys.modules:
+            try:
+                env[f"{mod}_version"] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                env[f"{mod}_version"] = None
     return env

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from harness.engine.base import LAG_BUCKET_NS
+
 __all__ = ["GeneratorHealth", "judge_generator", "MIN_LATE_STARTS"]
 
 MIN_LATE_STARTS = 2
@@ -66,8 +68,6 @@ def judge_generator(
     reasons = []
     late = MIN_LATE_STARTS
     if lag_counts:
-        from harness.engine.threads import LAG_BUCKET_NS
-
         # the buckets whose upper edge is over the bound (the edge the percentile reports)
         late = sum(lag_counts[int(lag_bound_ms * 1e6 // LAG_BUCKET_NS):])
     if p99 is not None and p99 > lag_bound_ms and late >= MIN_LATE_STARTS:

@@ -57,7 +57,7 @@ class KubeUnavailable(Exception):
 
 
 def _client():
-    try:
+    try:  # lazy: the Kubernetes client is an optional extra ([k8s]); only the scale test needs it
         import kubernetes  # noqa: F401
         from kubernetes import client, config
     except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -1,9 +1,10 @@
 """``harness scale-test``: drive a ramp against a Service while watching its HPA scale.
 
 The load runs in-process (:class:`harness.run.runner.Run`, open loop, the usual recorder and
-verdict); a sampler thread reads, every ``--interval``, the ``autoscaling/v2``
-HorizontalPodAutoscaler, the ``apps/v1`` Deployment it scales and that Deployment's Pods
-through the Kubernetes API (:mod:`harness.studies.kube`).  Each sample joins the load side (the
+verdict); from the run's ``started`` event (:mod:`harness.events`) a sampler thread reads,
+every ``--interval``, the ``autoscaling/v2`` HorizontalPodAutoscaler, the ``apps/v1``
+Deployment it scales and that Deployment's Pods through the Kubernetes API
+(:mod:`harness.studies.kube`).  Each sample joins the load side (the
 offered rate, the achieved rate since the previous sample, the p95 of the last complete
 recorder window) with the cluster side (replicas desired / current / ready / updated /
 available, each HPA metric's current value against its target), so the timeline shows
@@ -33,24 +34,26 @@ Verdicts, computed from the timeline (see :func:`analyse`):
 
 Sampling resolution is the interval: each time is exact to ± one interval.
 
-Exit code: the harness's own (99 thresholds, 98 invalid generator, 105 interrupted) if it
-is not 0, else 99 when a gated scale verdict fails; 2 for usage errors (no kubeconfig,
-HPA or Deployment not found, RBAC forbids a read, a non-HTTP target).
+Exit code (:class:`harness.exitcodes.ExitCode`): the harness's own (99 thresholds, 98
+invalid generator, 105 interrupted) if it is not 0, else THRESHOLDS_FAILED (99) when a
+gated scale verdict fails; USAGE (2) for usage errors (no kubeconfig, HPA or Deployment not
+found, RBAC forbids a read, a non-HTTP target). The command is :mod:`harness.cli.scale_test`.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO, Tuple
 
+from harness.config import library
+from harness.config.scenario import Scenario, ScenarioError, scenario_from_dict
+from harness.events import RunHandle, RunStarted
+from harness.exitcodes import ExitCode
+from harness.result.schema import Result
+from harness.run.runner import Run, RunOptions
 from harness.studies.kube import HpaStatus, Kube, KubeError, KubeUnavailable
-from harness.config.thresholds import EXIT_USAGE
 
 __all__ = [
     "ScaleTestConfig",
@@ -60,14 +63,15 @@ __all__ = [
     "analyse",
     "run_scale_test",
     "build_scenario",
-    "add_parser",
-    "run",
+    "format_sample",
+    "format_verdicts",
     "SCALE_SCHEMA",
-    "EXIT_SCALE_FAILED",
+    "DEFAULT_DURATION",
+    "DEFAULT_FROM_RATE",
+    "DEFAULT_TO_RATE",
 ]
 
 SCALE_SCHEMA = "harness.studies.scale_test/1"
-EXIT_SCALE_FAILED = 99
 
 DEFAULT_DURATION = "10m"
 DEFAULT_FROM_RATE = 5.0
@@ -124,7 +128,8 @@ def preflight(kube: Kube, cfg: ScaleTestConfig) -> Preflight:
 
 
 class Sampler:
-    """Polls the HPA, the Deployment and its Pods every ``interval_s`` of the run's clock."""
+    """Polls the HPA, the Deployment and its Pods every ``interval_s`` of the run's clock,
+    from :meth:`start` (the run's ``started`` event) to :meth:`stop`."""
 
     def __init__(self, kube: Kube, cfg: ScaleTestConfig, pre: Preflight, *,
                  stream: Optional[TextIO] = None) -> None:
@@ -133,12 +138,21 @@ class Sampler:
         self.pre = pre
         self.stream = stream
         self.timeline: List[Dict[str, Any]] = []
-        self._run: Any = None
+        self._run: Optional[RunHandle] = None
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._prev_counts: Tuple[float, int, int] = (0.0, 0, 0)
 
-    def start(self, run: Any) -> "Sampler":
+    @property
+    def started(self) -> bool:
+        """Whether the run started (and so the sampler with it)."""
+        return self._run is not None
+
+    def on_started(self, event: RunStarted) -> None:
+        """The ``started`` listener: sample alongside ``event.run``."""
+        self.start(event.run)
+
+    def start(self, run: RunHandle) -> "Sampler":
         self._run = run
         self._thread = threading.Thread(target=self._loop, name="lbh-scale-sampler", daemon=True)
         self._thread.start()
@@ -156,14 +170,15 @@ class Sampler:
         """After the load: sample every interval until the desired and ready replicas are
         back to ``back_to``, or ``seconds`` passed. Returns ``"scaled_down"``, ``"timeout"``
         or ``"interrupted"`` (Ctrl-C ends the watch, not the result)."""
-        end = self._run.state.elapsed_s() + seconds
+        assert self._run is not None
+        end = self._run.elapsed_s() + seconds
         try:
             while True:
                 s = self._take(after_load=True, cooldown=True)
                 if (not s.get("error") and s.get("desired_replicas") is not None
                         and int(s["desired_replicas"]) <= back_to and int(s.get("ready_replicas") or 0) <= back_to):
                     return "scaled_down"
-                now = self._run.state.elapsed_s()
+                now = self._run.elapsed_s()
                 if now >= end:
                     return "timeout"
                 time.sleep(min(self.cfg.interval_s, end - now))
@@ -171,31 +186,34 @@ class Sampler:
             return "interrupted"
 
     def _loop(self) -> None:
+        run = self._run
+        assert run is not None
         k = 0
         while not self._stop.is_set():
             due = k * self.cfg.interval_s
-            if due >= self._run.scenario.duration:
+            if due >= run.scenario.duration:
                 return   # the sample after the load (stop(final=True)) closes the timeline
-            wait = due - self._run.state.elapsed_s()
+            wait = due - run.elapsed_s()
             if wait > 0 and self._stop.wait(wait):
                 return
-            if self._run.state.finished:
+            if run.finished:
                 return
             self._take(after_load=False)
             k += 1
             # a slow API may make us miss slots: skip to the next one in the future
-            k = max(k, int(self._run.state.elapsed_s() // self.cfg.interval_s) + 1)
+            k = max(k, int(run.elapsed_s() // self.cfg.interval_s) + 1)
 
     # -- one sample -------------------------------------------------------------------
 
     def _load_side(self, t: float) -> Dict[str, Any]:
-        rec = self._run.recorder
-        profile = self._run.scenario.profile
-        rate_at = getattr(profile, "rate_at", None)
+        run = self._run
+        assert run is not None
+        rec = run.recorder
+        scenario = run.scenario
         offered = None
-        if rate_at is not None:
+        if not scenario.closed_loop:   # virtual users have no arrival rate
             try:
-                offered = float(rate_at(t)) if t < self._run.scenario.duration else 0.0
+                offered = float(scenario.profile.rate_at(t)) if t < scenario.duration else 0.0
             except Exception:
                 offered = None
         out: Dict[str, Any] = {"offered_rps": None if offered is None else round(offered, 3),
@@ -242,7 +260,8 @@ class Sampler:
         return out
 
     def _take(self, *, after_load: bool, cooldown: bool = False) -> Dict[str, Any]:
-        t = max(0.0, self._run.state.elapsed_s())
+        assert self._run is not None
+        t = max(0.0, self._run.elapsed_s())
         sample: Dict[str, Any] = {"t_s": round(t, 3)}
         if after_load:
             sample["after_load"] = True
@@ -480,32 +499,24 @@ def _span_rate(samples: List[Dict[str, Any]]) -> Tuple[Optional[float], Optional
 # ----------------------------------------------------------------------------- the run
 
 
-def run_scale_test(scenario: Any, kube: Kube, cfg: ScaleTestConfig, options: Any = None, *,
-                   stream: Optional[TextIO] = None, pre: Optional[Preflight] = None) -> Dict[str, Any]:
-    """Preflight, run the load with the sampler alongside, return the harness result with
-    a ``scale_test`` section; ``result["verdict"]`` includes the scale verdict.
+def run_scale_test(scenario: Scenario, kube: Kube, cfg: ScaleTestConfig, options: Optional[RunOptions] = None, *,
+                   stream: Optional[TextIO] = None, pre: Optional[Preflight] = None) -> Result:
+    """Preflight, run the load with the sampler alongside, return a new result document:
+    the harness result with a ``scale_test`` section, ``verdict`` including the scale
+    verdict. The sampler listens to ``options.events.started`` for the length of the run.
 
     Raises :class:`KubeError` (usage) before any load is sent."""
-    from harness.run.runner import Run, RunOptions
-
     pre = pre or preflight(kube, cfg)
     sampler = Sampler(kube, cfg, pre, stream=stream)
     opts = options or RunOptions(metrics_port=None, progress="off")
-    user_started = opts.on_started
-
-    def on_started(run: Any) -> None:
-        if user_started is not None:
-            user_started(run)
-        sampler.start(run)
-
-    opts.on_started = on_started
+    listener = opts.events.started.add_listener(sampler.on_started)
     try:
         result = Run(scenario, opts).execute()
     finally:
-        opts.on_started = user_started
-        sampler.stop(final=sampler._run is not None)
+        opts.events.started.remove_listener(listener)
+        sampler.stop(final=sampler.started)
     watch_end = None
-    if cfg.watch_down_s > 0 and sampler._run is not None and result.get("status") == "completed":
+    if cfg.watch_down_s > 0 and sampler.started and result.get("status") == "completed":
         first_ok = next((s for s in sampler.timeline if not s.get("error") and s.get("desired_replicas") is not None),
                         None)
         back_to = int(first_ok["desired_replicas"]) if first_ok else pre.hpa.min_replicas or 1
@@ -513,9 +524,8 @@ def run_scale_test(scenario: Any, kube: Kube, cfg: ScaleTestConfig, options: Any
             print(f"harness: scale-test: load done; watching the replicas return to {back_to} "
                   f"(at most {cfg.watch_down_s:g}s, Ctrl-C ends the watch)", file=stream, flush=True)
         watch_end = sampler.watch_down(cfg.watch_down_s, back_to)
-    verdicts = analyse(sampler.timeline, cfg)
-    verdicts["scale_down_watch"] = watch_end
-    result["scale_test"] = {
+    verdicts = {**analyse(sampler.timeline, cfg), "scale_down_watch": watch_end}
+    scale = {
         "schema": SCALE_SCHEMA,
         "kubernetes": {"source": kube.source, "api_server": kube.host, "namespace": cfg.namespace,
                        "hpa": cfg.hpa, "deployment": pre.deployment, "selector": pre.selector,
@@ -529,14 +539,12 @@ def run_scale_test(scenario: Any, kube: Kube, cfg: ScaleTestConfig, options: Any
         "timeline": sampler.timeline,
         "verdicts": verdicts,
     }
-    v = result["verdict"]
-    code = int(v["exit_code"])
-    if code == 0 and not verdicts["passed"]:
-        code = EXIT_SCALE_FAILED
-    v["scale_test_passed"] = verdicts["passed"]
-    v["exit_code"] = code
-    v["passed"] = code == 0
-    return result
+    code = ExitCode(int(result["verdict"]["exit_code"]))
+    if code == ExitCode.OK and not verdicts["passed"]:
+        code = ExitCode.THRESHOLDS_FAILED
+    verdict = {**result["verdict"], "scale_test_passed": verdicts["passed"], "exit_code": int(code),
+               "passed": code == ExitCode.OK}
+    return {**result, "scale_test": scale, "verdict": verdict}  # type: ignore[typeddict-item]
 
 
 def format_verdicts(result: Dict[str, Any]) -> str:
@@ -556,192 +564,28 @@ def format_verdicts(result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- CLI
+# ----------------------------------------------------------------------------- the load
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``scale-test`` to ``harness``'s subparsers."""
-    from harness.cli.main import _kv
-
-    p = subparsers.add_parser(
-        "scale-test", help="drive a ramp at a Service while sampling its HPA and Deployment (Kubernetes API)",
-        description="Drive a ramp (or any scenario profile) against the Service URL while sampling the HPA, "
-                    "the Deployment and its Pods every --interval; write the harness result with a scale_test "
-                    "section (timeline and verdicts). Exit 0 pass, 99 a verdict or threshold failed, 2 usage.")
-    p.add_argument("scenario", nargs="?", help="scenario YAML (default: a ramp from --from-rate to --to-rate over "
-                                               "--duration, no latency thresholds)")
-    k = p.add_argument_group("Kubernetes")
-    k.add_argument("--hpa", required=True, help="the HorizontalPodAutoscaler (autoscaling/v2) to watch")
-    k.add_argument("--namespace", "-n", help="default: the kubeconfig context's namespace, in a pod its own, "
-                                             "else 'default'")
-    k.add_argument("--deployment", help="default: the HPA's scaleTargetRef")
-    k.add_argument("--kubeconfig", help="default: $KUBECONFIG, then ~/.kube/config")
-    k.add_argument("--context", help="kubeconfig context (default: its current-context)")
-    k.add_argument("--in-cluster", action="store_true",
-                   help="use the pod's ServiceAccount (automatic in a pod without --kubeconfig/KUBECONFIG)")
-    k.add_argument("--server", help="an API server URL without credentials, e.g. `kubectl proxy`'s "
-                                    "http://127.0.0.1:8001 (instead of a kubeconfig)")
-    k.add_argument("--interval", default="5s", help="sampling interval (default 5s)")
-    k.add_argument("--no-pods", action="store_true", help="do not list the Pods each sample")
-    g = p.add_argument_group("load (flags > HARNESS_* env > scenario file > scale-test defaults)")
-    g.add_argument("--target", help="the Service URL, e.g. http://feature-service.lbh.svc:8000/v1/features")
-    g.add_argument("--payload", help="module:function giving each request its body")
-    g.add_argument("--duration", help=f"default {DEFAULT_DURATION}")
-    g.add_argument("--profile", dest="profile_type", help="constant | ramp | spike | step | stages (default ramp)")
-    g.add_argument("--from-rate", type=float, help=f"ramp start, requests/s (default {DEFAULT_FROM_RATE:g})")
-    g.add_argument("--to-rate", type=float, help=f"ramp end, requests/s (default {DEFAULT_TO_RATE:g})")
-    g.add_argument("--ramp-duration", help="default: the whole duration")
-    g.add_argument("--rate", type=float, help="requests/s for a constant profile")
-    g.add_argument("--timeout", help="per-request timeout, e.g. 5s")
-    g.add_argument("--threads", type=int)
-    g.add_argument("--max-in-flight", type=int, dest="max_in_flight")
-    g.add_argument("--threshold", action="append", type=_kv, default=[], metavar="METRIC=EXPR")
-    g.add_argument("--set", action="append", type=_kv, default=[], metavar="PATH=VALUE")
-    v = p.add_argument_group("verdicts")
-    v.add_argument("--budget-ms", type=float, default=100.0, help="p95 budget for the recovery time (default 100)")
-    v.add_argument("--max-scale-up-seconds", type=float, default=300.0,
-                   help="metric above target -> first scale-up must take at most this (default 300)")
-    v.add_argument("--max-recovery-seconds", type=float,
-                   help="fail when p95 takes longer than this to return under budget (default: report only)")
-    v.add_argument("--watch-scale-down", metavar="DURATION",
-                   help="after the load, keep sampling until the replicas are back to their initial count, "
-                        "at most DURATION (e.g. 6m: the HPA's default scale-down window is 5m; default: off)")
-    v.add_argument("--max-scale-down-seconds", type=float,
-                   help="fail when the desired replicas take longer than this after the load to return "
-                        "(needs --watch-scale-down; default: report only)")
-    v.add_argument("--min-efficiency", type=float,
-                   help="fail when end throughput per replica / one-replica throughput is below this "
-                        "(default: report only)")
-    o = p.add_argument_group("output")
-    o.add_argument("--out", help="result JSON path (default: results/<scenario>-scale-<time>.json)")
-    o.add_argument("--metrics-port", type=int, default=None, help="serve the harness's live /metrics on this port "
-                                                                  "(0: a free one; default: none)")
-    o.add_argument("--metrics-addr", default="127.0.0.1")
-    o.add_argument("--progress", choices=("auto", "tty", "plain", "off"), default="off",
-                   help="the harness's own progress line (default off: the sampler prints a line per sample)")
-    o.add_argument("--lag-bound-ms", type=float, default=5.0)
-    o.add_argument("--quiet", "-q", action="store_true")
-    p.set_defaults(_handler=run)
-    return p
-
-
-def build_scenario(args: argparse.Namespace, env: Optional[Dict[str, str]] = None) -> Any:
-    """The load: the scenario file or the scale-test default ramp, with the flags on top.
-    Raises :class:`harness.config.scenario.ScenarioError`."""
-    from harness.config import library
-    from harness.config.scenario import ScenarioError, scenario_from_dict
-
-    if args.scenario:
-        data, _library_keys = library.read(args.scenario)  # a file or a packaged scenario's name
-        source = str(library.resolve(args.scenario))
+def build_scenario(source: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None,
+                   env: Optional[Mapping[str, str]] = None) -> Scenario:
+    """The load: the scenario file or packaged name ``source``, or the scale-test default
+    (a ramp from DEFAULT_FROM_RATE to DEFAULT_TO_RATE over the duration, no latency
+    thresholds, unless ``overrides`` name another ``profile.type``), with ``overrides``
+    (dotted paths: flags > ``HARNESS_*`` env > file > defaults) on top. The target must be
+    an HTTP URL. Raises :class:`ScenarioError`."""
+    ov = dict(overrides or {})
+    if source:
+        data, _library_keys = library.read(source)  # a file or a packaged scenario's name
+        origin = str(library.resolve(source))
     else:
         data = {"name": "scale-test", "duration": DEFAULT_DURATION, "thresholds": {}}
-        if args.profile_type in (None, "ramp"):
+        if ov.get("profile.type") in (None, "ramp"):
             data["profile"] = {"type": "ramp", "from_rate": DEFAULT_FROM_RATE, "to_rate": DEFAULT_TO_RATE,
-                               "ramp_duration": args.duration or DEFAULT_DURATION}
-        source = "scale-test defaults"
-    ov: Dict[str, Any] = {}
-    for attr, path_ in (("target", "target"), ("payload", "payload"), ("duration", "duration"),
-                        ("profile_type", "profile.type"), ("from_rate", "profile.from_rate"),
-                        ("to_rate", "profile.to_rate"), ("ramp_duration", "profile.ramp_duration"),
-                        ("rate", "profile.rate"), ("timeout", "timeout"), ("threads", "executor.threads"),
-                        ("max_in_flight", "executor.max_in_flight")):
-        val = getattr(args, attr, None)
-        if val is not None:
-            ov[path_] = val
-    for key, val in args.set:
-        ov[key] = val
-    if args.threshold:
-        ths: Dict[str, List[str]] = {}
-        for metric, expr in args.threshold:
-            ths.setdefault(metric, []).append(str(expr))
-        ov["thresholds"] = ths
-    scenario = scenario_from_dict(data, overrides=ov, env=env, source=source)
+                               "ramp_duration": ov.get("duration") or DEFAULT_DURATION}
+        origin = "scale-test defaults"
+    scenario = scenario_from_dict(data, overrides=ov, env=env, source=origin)
     if scenario.target_kind != "http":
         raise ScenarioError([f"target: the scale test drives the Service over HTTP: give --target "
                              f"http://SERVICE:PORT/PATH, got {scenario.target!r}"])
     return scenario
-
-
-def _kube_from_args(args: argparse.Namespace) -> Kube:
-    if args.server:
-        return Kube.from_host(args.server, namespace=args.namespace)
-    return Kube.from_config(args.kubeconfig, args.context, True if args.in_cluster else None)
-
-
-def run(args: argparse.Namespace) -> int:
-    """``harness scale-test``: returns the exit code."""
-    from harness.config.durations import parse_duration
-    from harness.run.runner import RunOptions
-    from harness.config.scenario import ScenarioError
-    from harness.result.summary import format_summary, write_result
-    from harness.targets import TargetError
-
-    def usage(msg: str) -> int:
-        print(f"harness: scale-test: {msg}", file=sys.stderr)
-        return EXIT_USAGE
-
-    def positive_duration(flag: str, text: str) -> float:
-        try:
-            value = parse_duration(text)
-        except ValueError as exc:
-            raise ValueError(f"{flag}: {exc}") from None
-        if value <= 0:
-            raise ValueError(f"{flag}: must be > 0, got {text!r}")
-        return value
-
-    try:
-        interval = positive_duration("--interval", args.interval)
-        watch_down = (positive_duration("--watch-scale-down", args.watch_scale_down)
-                      if args.watch_scale_down is not None else 0.0)
-    except ValueError as exc:
-        return usage(str(exc))
-    for flag, val in (("--budget-ms", args.budget_ms), ("--max-scale-up-seconds", args.max_scale_up_seconds)):
-        if val <= 0:
-            return usage(f"{flag}: must be > 0, got {val:g}")
-    if args.max_scale_down_seconds is not None:
-        if args.max_scale_down_seconds <= 0:
-            return usage(f"--max-scale-down-seconds: must be > 0, got {args.max_scale_down_seconds:g}")
-        if watch_down < args.max_scale_down_seconds:
-            return usage("--max-scale-down-seconds: needs --watch-scale-down at least as long "
-                         f"(got {watch_down:g}s of watching)")
-    try:
-        scenario = build_scenario(args)
-    except ScenarioError as exc:
-        return usage(str(exc))
-    try:
-        kube = _kube_from_args(args)
-    except KubeError as exc:
-        return usage(str(exc))
-    cfg = ScaleTestConfig(hpa=args.hpa, namespace=args.namespace or kube.default_namespace,
-                          deployment=args.deployment, interval_s=interval, budget_ms=args.budget_ms,
-                          max_scale_up_s=args.max_scale_up_seconds, max_recovery_s=args.max_recovery_seconds,
-                          min_efficiency=args.min_efficiency, list_pods=not args.no_pods,
-                          watch_down_s=watch_down, max_scale_down_s=args.max_scale_down_seconds)
-    kube.request_timeout_s = max(1.0, min(5.0, interval))
-    stream = None if args.quiet else sys.stderr
-    try:
-        pre = preflight(kube, cfg)
-        if stream is not None:
-            print(f"harness: scale-test: {kube.source}; HPA {cfg.namespace}/{cfg.hpa} "
-                  f"(min {pre.hpa.min_replicas}, max {pre.hpa.max_replicas}, desired {pre.hpa.desired_replicas}) "
-                  f"-> Deployment {pre.deployment}; load {scenario.profile.describe()} -> {scenario.target}",
-                  file=stream, flush=True)
-        opts = RunOptions(metrics_port=args.metrics_port, metrics_addr=args.metrics_addr, progress=args.progress,
-                          lag_bound_ms=args.lag_bound_ms)
-        result = run_scale_test(scenario, kube, cfg, opts, stream=stream, pre=pre)
-    except KubeError as exc:
-        return usage(str(exc))
-    except TargetError as exc:
-        return usage(str(exc))
-    except RuntimeError as exc:
-        print(f"harness: scale-test: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        kube.close()
-    out = args.out or str(Path("results") / f"{scenario.name}-scale-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
-    path = write_result(result, out)
-    if not args.quiet:
-        print(format_summary(result, str(path)))
-        print(format_verdicts(result))
-    return int(result["verdict"]["exit_code"])

@@ -25,16 +25,16 @@ Closed-loop (``users``) scenarios have no arrival rate to search; they are refus
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from harness.config.scenario import Scenario, scenario_from_dict
+from harness.exitcodes import ExitCode
 from harness.result.summary import run_duration
-from harness.config.thresholds import EXIT_INVALID_RUN, EXIT_OK, EXIT_THRESHOLDS_FAILED, EXIT_USAGE
+from harness.run.runner import Run, RunOptions
 
-__all__ = ["SearchSettings", "SearchError", "search", "step_scenario", "format_search", "add_search_arguments",
-           "cmd_search", "SEARCH_SCHEMA"]
+__all__ = ["SearchSettings", "SearchError", "search", "step_scenario", "format_search", "search_exit_code",
+           "SEARCH_SCHEMA"]
 
 SEARCH_SCHEMA = "harness.studies.search/1"
 
@@ -86,10 +86,8 @@ def step_scenario(base: Scenario, rate: float, duration_s: float) -> Scenario:
                                                "duration": float(duration_s)}, env={}, source="search")
 
 
-def _default_runner(options: Any) -> Callable[[Scenario], Dict[str, Any]]:
+def _default_runner(options: Optional[RunOptions]) -> Callable[[Scenario], Dict[str, Any]]:
     def run(sc: Scenario) -> Dict[str, Any]:
-        from harness.run.runner import Run, RunOptions
-
         opts = options if options is not None else RunOptions(metrics_port=None, progress="off",
                                                                install_signal_handlers=False)
         return Run(sc, opts).execute()
@@ -132,7 +130,7 @@ def _evidence(rate: float, result: Mapping[str, Any], settings: SearchSettings, 
 
 
 def search(base: Scenario, settings: Optional[SearchSettings] = None, *,
-           run_step: Optional[Callable[[Scenario], Dict[str, Any]]] = None, run_options: Any = None,
+           run_step: Optional[Callable[[Scenario], Dict[str, Any]]] = None, run_options: Optional[RunOptions] = None,
            on_step: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
     """Find the knee of ``base``; see the module docstring.  ``run_step(scenario) -> result``
     replaces the in-process run (tests, or a remote runner)."""
@@ -256,68 +254,14 @@ def format_search(r: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def add_search_arguments(ap: Any) -> None:
-    ap.add_argument("scenario", help="a scenario file or a packaged scenario name (`harness scenarios`)")
-    ap.add_argument("--start-rate", type=float, default=10.0)
-    ap.add_argument("--max-rate", type=float, default=5000.0)
-    ap.add_argument("--factor", type=float, default=2.0, help="growth factor of the exponential phase")
-    ap.add_argument("--precision", type=float, default=0.05, help="stop when the bracket is this narrow (fraction)")
-    ap.add_argument("--step", default="5s", help="duration of each step, e.g. 5s")
-    ap.add_argument("--min-achieved", type=float, default=0.95)
-    ap.add_argument("--max-steps", type=int, default=30)
-    ap.add_argument("--min-knee", type=float, help="exit 99 when the knee is below this rate (e.g. 80)")
-    from harness.cli.main import _kv
-
-    ap.add_argument("--set", action="append", type=_kv, default=[], metavar="PATH=VALUE",
-                    help="scenario field override, as for `harness run`")
-    ap.add_argument("--out", help="write the search (steps and evidence) as JSON")
-    ap.add_argument("--evidence-dir", help="also write every step's full result JSON here")
-    ap.add_argument("--lag-bound-ms", type=float, default=5.0)
-
-
-def cmd_search(args: Any, *, stdout: Any = None, stderr: Any = None) -> int:
-    """``harness search SCENARIO``: exit 0 knee found (or above --max-rate), 98 the generator
-    was the limit before a knee, 99 below --min-knee or no rate passed, 2 usage."""
-    from harness.config import library
-    from harness.config.durations import parse_duration
-    from harness.run.runner import RunOptions
-    from harness.config.scenario import ScenarioError
-    from harness.result.summary import write_result
-    from harness.targets import TargetError
-
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
-    try:
-        overrides = dict(args.set or [])
-        base = library.load(args.scenario, overrides)
-        settings = SearchSettings(start_rate=args.start_rate, max_rate=args.max_rate, factor=args.factor,
-                                  precision=args.precision, step_duration_s=parse_duration(args.step),
-                                  min_achieved=args.min_achieved, max_steps=args.max_steps,
-                                  keep_results=bool(args.evidence_dir))
-        opts = RunOptions(metrics_port=None, progress="off", install_signal_handlers=True,
-                          lag_bound_ms=args.lag_bound_ms)
-        r = search(base, settings, run_options=opts,
-                   on_step=lambda st: print(f"  step {st['rate']:.4g} rps: "
-                                            + ("pass" if st["passed"] else "INVALID" if not st["valid"] else "fail"),
-                                            file=stderr, flush=True))
-    except (ScenarioError, SearchError, TargetError, ValueError) as exc:
-        print(f"harness: search: {exc}", file=stderr)
-        return EXIT_USAGE
-    if args.evidence_dir:
-        from pathlib import Path
-
-        for i, res in enumerate(r.pop("results", [])):
-            write_result(res, Path(args.evidence_dir) / f"step-{i:02d}-{r['steps'][i]['rate']:.4g}rps.json")
-    if args.out:
-        write_result(r, args.out)
-    print(format_search(r), file=stdout)
+def search_exit_code(r: Mapping[str, Any], *, min_knee: Optional[float] = None) -> ExitCode:
+    """``harness search``'s exit code: OK when a knee was found (or every step passed up to
+    ``max_rate``) and is at least ``min_knee``; INVALID_RUN when the generator was the limit
+    before a knee; THRESHOLDS_FAILED when no rate passed or the knee is below ``min_knee``."""
     if r["status"] == "generator-limited":
-        code = EXIT_INVALID_RUN
-    elif r["status"] == "below-min-rate" or r["knee_rps"] is None:
-        code = EXIT_THRESHOLDS_FAILED
-    else:
-        code = EXIT_OK
-    if args.min_knee is not None and code == EXIT_OK and (r["knee_rps"] or 0) < args.min_knee:
-        print(f"knee {r['knee_rps']:.4g} rps < required {args.min_knee:g} rps", file=stdout)
-        code = EXIT_THRESHOLDS_FAILED
-    return code
+        return ExitCode.INVALID_RUN
+    if r["status"] == "below-min-rate" or r["knee_rps"] is None:
+        return ExitCode.THRESHOLDS_FAILED
+    if min_knee is not None and (r["knee_rps"] or 0) < min_knee:
+        return ExitCode.THRESHOLDS_FAILED
+    return ExitCode.OK

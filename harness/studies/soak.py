@@ -30,17 +30,17 @@ trend is the target's.
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from harness.exitcodes import ExitCode
 from harness.result.summary import run_duration
-from harness.config.thresholds import EXIT_OK, EXIT_THRESHOLDS_FAILED, EXIT_USAGE
 
 __all__ = ["Trend", "fit_trend", "rss_trend", "leak_verdict", "latency_stability", "analyze", "format_soak",
-           "cmd_soak", "add_soak_arguments"]
+           "soak_exit_code", "MIB", "GB", "SOAK_SCHEMA"]
 
 MIB = 2**20
 GB = 10**9
+SOAK_SCHEMA = "harness.studies.soak/1"
 
 
 class Trend(dict):
@@ -169,7 +169,7 @@ def latency_stability(result: Mapping[str, Any], *, drift_ms_per_min: float = 1.
 def analyze(result: Mapping[str, Any], **kw: Any) -> Dict[str, Any]:
     """``{"memory": leak_verdict, "latency": latency_stability}``."""
     lat_kw = {k: kw.pop(k) for k in ("drift_ms_per_min", "min_windows") if k in kw}
-    return {"schema": "harness.studies.soak/1", "run_id": result.get("run_id"), "memory": leak_verdict(result, **kw),
+    return {"schema": SOAK_SCHEMA, "run_id": result.get("run_id"), "memory": leak_verdict(result, **kw),
             "latency": latency_stability(result, **lat_kw)}
 
 
@@ -179,35 +179,12 @@ def format_soak(a: Mapping[str, Any]) -> str:
             f"latency: {lt['verdict'].upper()} — {lt['reason']}")
 
 
-def add_soak_arguments(ap: Any) -> None:
-    ap.add_argument("result", help="a result JSON of a long run (e.g. `harness run soak --out soak.json`)")
-    ap.add_argument("--tolerance-mib-per-hour", type=float, default=50.0)
-    ap.add_argument("--warmup-fraction", type=float, default=0.2)
-    ap.add_argument("--min-samples", type=int, default=10)
-    ap.add_argument("--strict", action="store_true", help="an inconclusive verdict fails too")
-
-
-def cmd_soak(args: Any, *, stdout: Any = None, stderr: Any = None) -> int:
-    """``harness soak RESULT.json``: exit 0 flat (or inconclusive without --strict), 99 leak
-    or drifting latency, 2 unreadable result."""
-    from harness.result.html import load_result
-
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
-    if not 0.0 <= args.warmup_fraction < 1.0:
-        print(f"harness: soak: --warmup-fraction: must be in [0, 1), got {args.warmup_fraction:g}", file=stderr)
-        return EXIT_USAGE
-    try:
-        result = load_result(args.result)
-    except (OSError, ValueError) as exc:
-        print(f"harness: soak: {exc}", file=stderr)
-        return EXIT_USAGE
-    a = analyze(result, tolerance_bytes_per_hour=args.tolerance_mib_per_hour * MIB,
-                warmup_fraction=args.warmup_fraction, min_samples=args.min_samples)
-    print(format_soak(a), file=stdout)
+def soak_exit_code(a: Mapping[str, Any], *, strict: bool = False) -> ExitCode:
+    """THRESHOLDS_FAILED on a leak or drifting latency (with ``strict``, on an inconclusive
+    verdict or too little data too); otherwise OK."""
     verdicts = (a["memory"]["verdict"], a["latency"]["verdict"])
     if "leak" in verdicts or "drifting" in verdicts:
-        return EXIT_THRESHOLDS_FAILED
-    if args.strict and any(v in ("inconclusive", "insufficient data") for v in verdicts):
-        return EXIT_THRESHOLDS_FAILED
-    return EXIT_OK
+        return ExitCode.THRESHOLDS_FAILED
+    if strict and any(v in ("inconclusive", "insufficient data") for v in verdicts):
+        return ExitCode.THRESHOLDS_FAILED
+    return ExitCode.OK

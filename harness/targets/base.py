@@ -14,11 +14,21 @@ from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Sequence, T
 
 from harness.record.recorder import FLAG_CACHE_HIT, FLAG_FALLBACK
 
-__all__ = ["Target", "TargetError", "TargetContext", "TargetFactory", "JsonBody", "json_body", "flags_of"]
+__all__ = ["Target", "TargetError", "TargetContext", "TargetFactory", "JsonBody", "json_body", "flags_of",
+           "NamedFailure"]
 
 
 class TargetError(ValueError):
     """The target or payload cannot be used; the message names the field."""
+
+
+class NamedFailure(Exception):
+    """A failed call whose outcome has a name of its own (``HTTP 503``,
+    ``ConnectionRefusedError``) rather than its exception class's."""
+
+    def __init__(self, error_name: str, message: str = "") -> None:
+        super().__init__(message or error_name)
+        self.error_name = error_name
 
 
 def _nothing() -> None:

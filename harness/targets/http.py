@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from harness import __version__
 from harness.targets.http_client import ConnectionPool
 from harness.record.recorder import FLAG_CACHE_HIT, FLAG_FALLBACK
-from harness.targets.base import JsonBody, Target, TargetError
+from harness.targets.base import JsonBody, NamedFailure, Target, TargetError
 
 __all__ = ["build_http_target", "HttpError", "CallFailed", "HttpAnswer", "METHODS", "flags_of_body"]
 
@@ -34,22 +34,17 @@ _CACHE_HIT = re.compile(rb'"cache_hit"\s*:\s*true')
 _FALLBACK = re.compile(rb'"fallback(?:_used)?"\s*:\s*true')
 
 
-class HttpError(Exception):
+class HttpError(NamedFailure):
     """A non-2xx answer; its outcome's error type is ``HTTP <status>``."""
 
     def __init__(self, status: int) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
-        self.error_name = f"HTTP {status}"
 
 
-class CallFailed(ConnectionError):
+class CallFailed(NamedFailure, ConnectionError):
     """The exchange failed (``ConnectionRefusedError``, ``ServerDisconnected`` …); the outcome's
     error type is that name, as on the callback path."""
-
-    def __init__(self, error_name: str) -> None:
-        super().__init__(error_name)
-        self.error_name = error_name
 
 
 class HttpAnswer(NamedTuple):

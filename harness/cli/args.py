@@ -1,0 +1,67 @@
+"""Flag helpers the subcommands share: ``KEY=VALUE`` values, scenario overrides from flags,
+and loading the scenario a command names (with the error printed the one way)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import yaml
+
+from harness.config import library
+from harness.config.scenario import Scenario, ScenarioError
+
+__all__ = ["parse_kv", "add_set_argument", "scenario_overrides", "threshold_overrides", "load_scenario"]
+
+
+def parse_kv(text: str) -> Tuple[str, Any]:
+    """``KEY=VALUE`` (an argparse ``type``): the value read as YAML (``150`` a number,
+    ``[a, b]`` a list), or kept as text when it is not YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def add_set_argument(parser: Any, help: Optional[str] = None) -> None:
+    """``--set PATH=VALUE`` (repeatable): any scenario field by dotted path."""
+    parser.add_argument("--set", action="append", type=parse_kv, default=[], metavar="PATH=VALUE", help=help)
+
+
+def threshold_overrides(pairs: Iterable[Tuple[str, Any]]) -> Dict[str, List[str]]:
+    """``--threshold METRIC=EXPR`` pairs as the scenario's ``thresholds`` mapping."""
+    ths: Dict[str, List[str]] = {}
+    for metric, expr in pairs:
+        ths.setdefault(metric, []).append(str(expr))
+    return ths
+
+
+def scenario_overrides(flags: Mapping[str, Any], sets: Sequence[Tuple[str, Any]] = (),
+                       thresholds: Sequence[Tuple[str, Any]] = (),
+                       faults: Sequence[Tuple[str, Any]] = ()) -> Dict[str, Any]:
+    """Dotted-path overrides: ``flags`` (path -> value; None means not given), then the
+    ``--set`` pairs, then ``--threshold`` (replacing the scenario's thresholds) and ``--fault``."""
+    ov: Dict[str, Any] = {path: value for path, value in flags.items() if value is not None}
+    for key, value in sets:
+        ov[key] = value
+    if thresholds:
+        ov["thresholds"] = threshold_overrides(thresholds)
+    if faults:
+        ov["faults"] = {k: v for k, v in faults}
+    return ov
+
+
+def load_scenario(name_or_path: Optional[str], overrides: Mapping[str, Any], *, smoke: bool = False,
+                  stderr: Any = None) -> Optional[Scenario]:
+    """The scenario a command names (None: the default one), or None after printing why
+    not (``harness: <field>: <problem>``)."""
+    try:
+        return library.load_for_cli(name_or_path, overrides, smoke=smoke)
+    except ScenarioError as exc:
+        print(f"harness: {exc}", file=stderr or sys.stderr)
+        return None

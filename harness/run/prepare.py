@@ -1,0 +1,75 @@
+"""The steps of a run that happen before the clock starts, as plain functions: the
+in-process runner and each worker process call the same ones (no reaching into a Run)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from harness.config.scenario import Scenario
+from harness.engine.aio import AsyncExecutor
+from harness.engine.base import Executor
+from harness.engine.threads import ThreadExecutor
+from harness.engine.users import AsyncUsersExecutor, UsersExecutor
+from harness.record.recorder import Recorder
+from harness.targets import Target, TargetError, flags_of
+from harness.targets.resolve import build_target
+
+__all__ = ["build_scenario_target", "warm_up", "make_executor", "DEFAULT_WARMUP_CALLS"]
+
+#: warm-up calls per label for registered targets (a model's first calls pay one-time set-up)
+DEFAULT_WARMUP_CALLS = 2
+
+
+def build_scenario_target(scenario: Scenario, *, registry: Any, tracer_provider: Any = None) -> Target:
+    sc = scenario
+    return build_target(sc.target, payload=sc.payload, mix=sc.mix, faults=sc.faults, workload=sc.workload,
+                        http=sc.http, max_in_flight=sc.executor.max_in_flight, seed=sc.seed,
+                        registry=registry, tracer_provider=tracer_provider)
+
+
+def warm_up(target: Target, scenario: Scenario, calls: Optional[int] = None) -> None:
+    """``calls`` calls per label (default: 2 for registered targets, 0 for your own
+    functions and HTTP), outside the measured run; a failing call fails in the run instead."""
+    n = calls
+    if n is None:
+        n = DEFAULT_WARMUP_CALLS if scenario.target_kind == "short" else 0
+    if target.is_async:
+        return
+    # every label (each target of a mix) gets its n calls: walk the ordinals until each has
+    # been dispatched n times (a mix's ordinals map to its targets in a fixed order)
+    remaining = {label: n for label in target.labels}
+    for k in range(1000 * n):
+        if not any(remaining.values()):
+            break
+        label, fn, args = target.dispatch(k)
+        if remaining.get(label, 0) > 0:
+            remaining[label] -= 1
+            try:
+                fn(*args)
+            except Exception:
+                pass  # a failing target fails in the run, where it is counted
+
+
+def make_executor(scenario: Scenario, target: Target, recorder: Recorder, *,
+                  drop_after_s: Optional[float] = None) -> Executor:
+    """The executor the scenario asks for, for this target (one process)."""
+    sc = scenario
+    if sc.closed_loop:
+        if target.is_async:
+            return AsyncUsersExecutor(sc.profile, target.dispatch, recorder, duration_s=sc.duration,
+                                      timeout_s=sc.timeout, flags_of=flags_of, seed=sc.seed,
+                                      aopen=target.aopen, aclose=target.aclose)
+        return UsersExecutor(sc.profile, target.dispatch, recorder, duration_s=sc.duration,
+                             timeout_s=sc.timeout, flags_of=flags_of, seed=sc.seed)
+    schedule = sc.profile.arrivals()
+    if target.is_async or sc.executor.type == "asyncio":
+        if not target.is_async:
+            raise TargetError("executor.type: asyncio needs an `async def` target")
+        return AsyncExecutor(schedule, target.dispatch, recorder,
+                             max_in_flight=sc.executor.max_in_flight, timeout_s=sc.timeout,
+                             drop_after_s=drop_after_s, flags_of=flags_of, aopen=target.aopen,
+                             aclose=target.aclose, astart=target.astart, acancel=target.acancel,
+                             label=target.labels[0])
+    threads = max(1, min(sc.executor.threads, sc.executor.max_in_flight))
+    return ThreadExecutor(schedule, target.dispatch, recorder, threads=threads,
+                          timeout_s=sc.timeout, drop_after_s=drop_after_s, flags_of=flags_of)

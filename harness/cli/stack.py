@@ -1,11 +1,17 @@
 """``harness stack up [--scrape [JOB=]HOST:PORT]…``: the local Prometheus + Alertmanager on
-their own, with the project's rules, until Ctrl-C."""
+their own, with the project's rules, until Ctrl-C, SIGTERM or SIGHUP.
+
+The handlers are installed explicitly: a process started in the background by a script
+inherits SIGINT *ignored*, and Python then never raises KeyboardInterrupt, so waiting for
+one would leave both programs running for ever.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-import time
+import threading
 from typing import Any, Dict, List
 
 from harness.exitcodes import ExitCode
@@ -39,6 +45,11 @@ def handle_up(args: argparse.Namespace) -> int:
             print(f"harness: --scrape: expected [JOB=]HOST:PORT, got {item!r}", file=sys.stderr)
             return int(ExitCode.USAGE)
         jobs.setdefault(job, []).append(addr)
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
     webhook = WebhookReceiver()
     try:
         with LocalStack(jobs, webhook_url=webhook.url) as stack:
@@ -46,20 +57,19 @@ def handle_up(args: argparse.Namespace) -> int:
                   f"webhook:      {webhook.url}\nscraping:     {jobs or 'nothing (add --scrape JOB=HOST:PORT)'}\n"
                   "Ctrl-C stops both and removes their data.", flush=True)
             seen = 0
-            try:
-                while True:
-                    time.sleep(1)
-                    notes = webhook.summary()
-                    for n in notes[seen:]:
-                        names = ", ".join(f"{a['alertname']}({a['severity']}) {a['status']}" for a in n["alerts"])
-                        print(f"notification to {n['receiver']}: {names}", flush=True)
-                    seen = len(notes)
-            except KeyboardInterrupt:
-                print("stopping", file=sys.stderr)
+            while not stop.wait(1.0):
+                notes = webhook.summary()
+                for n in notes[seen:]:
+                    names = ", ".join(f"{a['alertname']}({a['severity']}) {a['status']}" for a in n["alerts"])
+                    print(f"notification to {n['receiver']}: {names}", flush=True)
+                seen = len(notes)
+            print("stopping", file=sys.stderr)
     except StackError as exc:
         print(f"harness: {exc}", file=sys.stderr)
         usage = isinstance(exc, StackConfigError) or "install" in str(exc)
         return int(ExitCode.USAGE if usage else ExitCode.ERROR)
     finally:
         webhook.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return int(ExitCode.OK)

@@ -194,7 +194,9 @@ def test_closed_loop_users_drive_async_targets(tmp_path):
                            "--vus", "2", "--set", "profile.iterations=5", "--duration", "2s", "--no-metrics")
     assert proc.returncode in (0, 98), proc.stderr + proc.stdout
     (t,) = result["summary"]["targets"].values()
-    assert t["outcomes"]["ok"] == 10 and t["service_time"]["min"] >= 1.5
+    # each call awaited a 2 ms sleep; the event loop's timers have 1 ms granularity (libuv
+    # rounds against its cached clock), so a call may take as little as ~1 ms, never ~0
+    assert t["outcomes"]["ok"] == 10 and t["service_time"]["min"] >= 0.9
 
 
 def test_warm_up_calls_every_workload_of_a_mix():

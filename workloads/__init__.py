@@ -10,6 +10,8 @@ used) and registers no metrics; objects register theirs in the registry they are
 (default: prometheus_client's global one) when they are built.
 """
 
+import importlib
+
 #: public name -> the submodule that defines it, imported on first use (PEP 562), so
 #: ``workloads.market_data`` and the payload generators work without torch installed
 _LAZY: dict[str, str] = {
@@ -68,8 +70,6 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'workloads' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(f"workloads.{module}"), name)
     globals()[name] = value
     return value

@@ -78,7 +78,7 @@ def _import_module(name: str, what: str) -> Any:
 
 def _origin(name: str) -> str:
     module = sys.modules.get(name)
-    spec = getattr(module, "__spec__", None) if module is not None else None
+    spec = module.__spec__ if module is not None else None
     if spec is None:
         try:
             spec = importlib.util.find_spec(name)

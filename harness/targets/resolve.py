@@ -5,6 +5,7 @@ targets. The reference workloads are one plug-in among others (``lbh.targets``).
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from harness.targets.base import Target, TargetContext, TargetError
@@ -90,8 +91,7 @@ def _mixed(mix: Optional[Mapping[str, float]], ctx: TargetContext) -> Target:
     unknown = sorted(k for k in weights if k not in known)
     if unknown:
         raise TargetError(f"mix.{unknown[0]}: unknown target; registered: {', '.join(sorted(known)) or 'none'}")
-    parts = [(k, _registered(k, TargetContext(k, ctx.faults, ctx.workload, ctx.seed, ctx.registry,
-                                              ctx.tracer_provider, ctx.shared)))
+    parts = [(k, _registered(k, replace(ctx, name=k)))
              for k, v in weights.items() if v > 0]
     if not parts:
         raise TargetError("mix: all weights are zero")

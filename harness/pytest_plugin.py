@@ -137,6 +137,7 @@ def run_load_scenario(scenario: Optional[str] = None, *, smoke: bool = False, en
     from harness.result.html import write_report
     from harness.result.schema import write_result
     from harness.run.runner import Run, RunOptions
+    from harness.run.service import served
 
     ov = _overrides(**kw)
     if scenario is None:
@@ -145,7 +146,8 @@ def run_load_scenario(scenario: Optional[str] = None, *, smoke: bool = False, en
     else:
         sc = library.load(scenario, ov, {} if env is None else env, smoke=smoke)
     opts = run_options or RunOptions(metrics_port=None, progress="off", install_signal_handlers=False)
-    res = LoadResult(Run(sc, opts).execute())
+    with served(sc) as (aimed, _service):  # a scenario's service: started for this run
+        res = LoadResult(Run(aimed, opts).execute())
     if report_dir is not None:
         report_dir = Path(report_dir)
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", report_name)[:120]

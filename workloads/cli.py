@@ -32,6 +32,15 @@ _SERVICE_FLAGS = {
     "max_body_bytes": "max_body_bytes",
     "retry_after": "retry_after_seconds",
     "drain_timeout": "drain_timeout_seconds",
+    "drain_delay": "drain_delay_seconds",
+    "header_read_timeout": "header_read_timeout_seconds",
+    "body_read_timeout": "body_read_timeout_seconds",
+    "keep_alive_timeout": "keep_alive_timeout_seconds",
+    "max_header_bytes": "max_header_bytes",
+    "max_headers": "max_headers",
+    "max_connections": "max_connections",
+    "max_sessions_per_client": "max_sessions_per_client",
+    "session_evict_idle": "session_evict_idle_seconds",
     "mc_scenarios": "mc_scenarios",
     "max_assets": "max_assets",
     "max_batch": "max_batch",
@@ -57,15 +66,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", help="TCP port, 0 = any free (LBH_SERVICE_PORT; default 8000)")
     s.add_argument("--max-concurrency", help="computations at once; beyond: 503 + Retry-After "
                    "(LBH_SERVICE_MAX_CONCURRENCY; default 16)")
-    s.add_argument("--request-timeout", help="seconds from admission to answer; beyond: 504 "
+    s.add_argument("--request-timeout", help="seconds from the end of the headers to the answer (read + parse + "
+                   "compute); beyond: 504 "
                    "(LBH_SERVICE_REQUEST_TIMEOUT; default 2)")
     s.add_argument("--max-sessions", help="environment sessions at once (LBH_SERVICE_MAX_SESSIONS; default 64)")
     s.add_argument("--session-idle-timeout", help="seconds before an unused session closes "
                    "(LBH_SERVICE_SESSION_IDLE_TIMEOUT; default 300)")
     s.add_argument("--max-body-bytes", help="larger bodies get 413 (LBH_SERVICE_MAX_BODY_BYTES; default 1 MiB)")
     s.add_argument("--retry-after", help="Retry-After seconds on a shed (LBH_SERVICE_RETRY_AFTER; default 1)")
-    s.add_argument("--drain-timeout", help="seconds in-flight requests get after SIGTERM "
+    s.add_argument("--drain-timeout", help="seconds in-flight requests get once the listener closes "
                    "(LBH_SERVICE_DRAIN_TIMEOUT; default 20)")
+    s.add_argument("--drain-delay", help="seconds /readyz says draining before the listener closes "
+                   "(LBH_SERVICE_DRAIN_DELAY; default 6, above the readiness probe period)")
+    s.add_argument("--header-read-timeout", help="seconds to deliver a request's headers; beyond: 408/close "
+                   "(LBH_SERVICE_HEADER_READ_TIMEOUT; default 5)")
+    s.add_argument("--body-read-timeout", help="seconds to deliver a body after its headers; beyond: 408 "
+                   "(LBH_SERVICE_BODY_READ_TIMEOUT; default 2)")
+    s.add_argument("--keep-alive-timeout", help="seconds an idle kept-alive connection stays open "
+                   "(LBH_SERVICE_KEEP_ALIVE_TIMEOUT; default 5)")
+    s.add_argument("--max-header-bytes", help="request line + headers; beyond: 431 (LBH_SERVICE_MAX_HEADER_BYTES; "
+                   "default 16384)")
+    s.add_argument("--max-headers", help="header fields per request; beyond: 431 (LBH_SERVICE_MAX_HEADERS; default 100)")
+    s.add_argument("--max-connections", help="open connections; at the cap the longest-idle one is closed "
+                   "(LBH_SERVICE_MAX_CONNECTIONS; default 1000)")
+    s.add_argument("--max-sessions-per-client", help="sessions one client address may hold; beyond: 429 "
+                   "(LBH_SERVICE_MAX_SESSIONS_PER_CLIENT; default 32)")
+    s.add_argument("--session-evict-idle", help="with the session table full, a session idle this long is "
+                   "closed for a new one (LBH_SERVICE_SESSION_EVICT_IDLE; default 30)")
     s.add_argument("--mc-scenarios", help="Monte-Carlo VaR scenarios (LBH_SERVICE_MC_SCENARIOS; default 10000)")
     s.add_argument("--max-assets", help="assets in a Monte-Carlo VaR request (LBH_SERVICE_MAX_ASSETS; default 64)")
     s.add_argument("--max-batch", help="windows in a batch request (LBH_SERVICE_MAX_BATCH; default 64)")
@@ -131,6 +158,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         setup_tracing("lbh-workloads-service")
+        # A background thread (the span exporter above all) holds the GIL until the switch
+        # interval expires before a request thread gets it back: 5 ms by default, more than
+        # a request's p50; 0.5 ms bounds that wait (issue 15, item 8: benchmarks/tracing_overhead.py).
+        sys.setswitchinterval(0.0005)
     except (ConfigError, TracingConfigError) as exc:
         print(f"workloads serve: {exc}", file=sys.stderr)
         return 2

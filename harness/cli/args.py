@@ -23,7 +23,7 @@ def parse_kv(text: str) -> Tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):  # not YAML (or too deep): the text itself
         parsed = value
     return key.strip(), parsed
 

@@ -6,6 +6,10 @@
 
 Exit codes: 0 pass, 99 thresholds failed (k6's code), 98 invalid run (the generator was
 the bottleneck), 105 interrupted, 2 usage error (bad flags or scenario).
+
+Signals: SIGINT, SIGTERM and SIGHUP are handled from the first moment of every command
+(:mod:`harness.lifecycle`): whatever was started is stopped, a run writes what it measured,
+and the exit code is 105, never a traceback or a -15.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Optional, Sequence
 from harness.cli import (compare, dashboards, merge, report, run, scale_test, scenarios, search, soak, stack,
                          targets, validate)
 from harness.exitcodes import ExitCode
+from harness.lifecycle import Interrupted, signal_name, signal_scope
 
 __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
@@ -37,11 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return int(ExitCode.USAGE)
-    return int(args.handler(args))
+    with signal_scope() as signals:
+        try:
+            args = parser.parse_args(argv)
+            if args.command is None:
+                parser.print_help()
+                return int(ExitCode.USAGE)
+            code = int(args.handler(args))
+        except KeyboardInterrupt as exc:  # Interrupted included: what was started is stopped by now
+            sig = exc.signum if isinstance(exc, Interrupted) else signals.signum
+            print(f"harness: interrupted ({signal_name(sig) if sig else 'KeyboardInterrupt'}): what it started "
+                  "is stopped; nothing measured, nothing written", file=sys.stderr)
+            return int(ExitCode.INTERRUPTED)
+        if signals.interrupted and code != ExitCode.INTERRUPTED:
+            print(f"harness: interrupted ({signal_name(signals.signum or 0)}): exit {int(ExitCode.INTERRUPTED)} "
+                  f"instead of {code}", file=sys.stderr)
+            return int(ExitCode.INTERRUPTED)
+        return code
 
 
 if __name__ == "__main__":

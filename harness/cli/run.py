@@ -18,16 +18,19 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 from harness.cli.args import add_set_argument, load_scenario, parse_kv, scenario_overrides
+from harness.cli.compare import add_gate_arguments, gate_options
 from harness.config.scenario import Scenario
 from harness.events import RunStarted
 from harness.exitcodes import ExitCode
+from harness.lifecycle import Interrupted, signal_name, signal_scope
 from harness.observe.annotations import RunAnnotations, annotations_for
 from harness.observe.stack import StackConfigError, StackError, find_binaries, missing_binaries_message
-from harness.result.compare import compare, format_comparison, gate_exit_code
+from harness.result.compare import compare, format_comparison, gate_exit_code, pool_results
 from harness.result.html import write_report
 from harness.result.schema import Result, ResultError, load_result, write_result
 from harness.result.summary import format_summary
 from harness.run.runner import Run, RunOptions
+from harness.run.service import ServiceError, served
 from harness.targets import TargetError
 
 __all__ = ["register", "handle", "after_run", "add_grafana_arguments", "annotations_from_args", "segment"]
@@ -36,7 +39,8 @@ __all__ = ["register", "handle", "after_run", "add_grafana_arguments", "annotati
 _OVERRIDE_FLAGS = (("name", "name"), ("target", "target"), ("payload", "payload"), ("duration", "duration"),
                    ("profile_type", "profile.type"), ("rate", "profile.rate"), ("vus", "profile.vus"),
                    ("timeout", "timeout"), ("workers", "executor.workers"), ("threads", "executor.threads"),
-                   ("max_in_flight", "executor.max_in_flight"), ("seed", "seed"))
+                   ("max_in_flight", "executor.max_in_flight"), ("seed", "seed"),
+                   ("failure_threshold", "failures.threshold"))
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -60,7 +64,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="run only this segment of the schedule (request k with k %% COUNT == INDEX), e.g. in a "
                         "Kubernetes Indexed Job: --segment $(JOB_COMPLETION_INDEX)/4; merge with `harness merge`")
     g.add_argument("--threshold", action="append", type=parse_kv, default=[], metavar="METRIC=EXPR",
-                   help="e.g. 'latency=p(95)<100ms' (repeatable; replaces the scenario's thresholds)")
+                   help="e.g. 'latency=p(95)<100ms' (repeatable; replaces that metric's thresholds, keeps the "
+                        "others; METRIC=off removes one)")
+    g.add_argument("--failure-threshold", metavar="EXPR|off",
+                   help="failed_rate (errors + timeouts + dropped over all requests) threshold judged on every "
+                        "run, default the budget's rate<0.01 (1 %%); 'off' stops judging failures (shown in the summary)")
     g.add_argument("--fault", action="append", type=parse_kv, default=[], metavar="NAME=VALUE",
                    help="fault for the embedded workloads, e.g. extra_latency_seconds=0.15, error_rate=0.05")
     add_set_argument(g, help="any scenario field by dotted path, e.g. profile.spike_rate=150")
@@ -80,10 +88,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     st.add_argument("--prometheus-job", default="harness", help="its job label for the harness's /metrics")
     r = run.add_argument_group("reports and baselines")
     r.add_argument("--baseline", metavar="FILE", help="compare with this baseline result; exit 97 when a gated metric "
-                                                      "is worse by more than 10 %% (the run's own failure codes win)")
+                                                      "is surely worse by more than 10 %% (its whole interval; the "
+                                                      "run's own failure codes win)")
+    r.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run the scenario N times and gate on the pooled result (for noisy machines): --out gets "
+                        "the pooled result, each repeat is kept as <out>.repeat-K.json")
     r.add_argument("--report", nargs="?", const="", default=None, metavar="PATH",
                    help="also write the HTML report (default: next to the result, .html)")
     r.add_argument("--smoke", action="store_true", help="a packaged scenario's shortened variant (a few seconds)")
+    add_gate_arguments(run)
     add_grafana_arguments(run)
     run.set_defaults(handler=handle)
     return run
@@ -130,6 +143,19 @@ def _banner(event: RunStarted) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    """Signals: the scope of :func:`harness.cli.main.main` (or its own when called alone);
+    once the run returned, a signal no longer interrupts: the result is written, exit 105."""
+    with signal_scope() as signals:
+        try:
+            code = _handle(args, signals)
+        except Interrupted as exc:  # before the first request: Run.execute stopped what it started
+            print(f"harness: interrupted ({signal_name(exc.signum)}) before the first request: what it started "
+                  "is stopped; nothing measured, nothing written", file=sys.stderr)
+            return int(ExitCode.INTERRUPTED)
+    return int(ExitCode.INTERRUPTED) if signals.interrupted else code
+
+
+def _handle(args: argparse.Namespace, signals: Any) -> int:
     flags = {path: vars(args)[attr] for attr, path in _OVERRIDE_FLAGS}
     scenario = load_scenario(args.scenario, scenario_overrides(flags, args.set, args.threshold, args.fault),
                              smoke=args.smoke)
@@ -147,6 +173,12 @@ def handle(args: argparse.Namespace) -> int:
             baseline = load_result(args.baseline)
         except ResultError as exc:
             return _error(f"--baseline: {exc}")
+    try:  # the gate's flags and --repeat, checked before the load too
+        _gate_kwargs(args)
+        if getattr(args, "repeat", 1) < 1:
+            raise ValueError(f"--repeat: must be ≥ 1, got {args.repeat}")
+    except ValueError as exc:
+        return _error(str(exc))
     stack_mode = args.stack
     if stack_mode == "auto":
         stack_mode = "none" if missing_binaries_message(find_binaries()) else "local"
@@ -169,20 +201,24 @@ def handle(args: argparse.Namespace) -> int:
     if annotations is not None:
         annotations.subscribe(opts.events)
     try:
-        result = Run(scenario, opts).execute()
+        with served(scenario) as (scenario, _service):  # the scenario's service:, started for this run
+            result = _execute_repeats(scenario, opts, args, out)
+    except ServiceError as exc:
+        return _error(str(exc), ExitCode.ERROR)
     except (TargetError, StackConfigError) as exc:
         return _error(str(exc))
     except StackError as exc:
         return _error(str(exc), ExitCode.ERROR)
     except RuntimeError as exc:  # worker processes that could not start
         return _error(str(exc), ExitCode.ERROR)
-    if annotations is not None:
-        for err in annotations.finish(result):  # the finished event posted the end; this returns the errors
-            print(f"harness: Grafana annotation not posted: {err}", file=sys.stderr)
-    path = write_result(result, out)
-    if not args.quiet:
-        print(format_summary(result, str(path)))
-    return after_run(args, result, path, baseline=baseline)
+    with signals.soft():  # the result exists: a signal from now on must not lose it
+        if annotations is not None:
+            for err in annotations.finish(result):  # the finished event posted the end; this returns the errors
+                print(f"harness: Grafana annotation not posted: {err}", file=sys.stderr)
+        path = write_result(result, out)
+        if not args.quiet:
+            print(format_summary(result, str(path)))
+        return after_run(args, result, path, baseline=baseline)
 
 
 def after_run(args: Any, result: Result, result_path: Path, *, baseline: Optional[Result] = None,
@@ -195,7 +231,7 @@ def after_run(args: Any, result: Result, result_path: Path, *, baseline: Optiona
     code = int(result["verdict"]["exit_code"])
     comparison: Optional[Dict[str, Any]] = None
     if baseline is not None:
-        comparison = compare(baseline, result)
+        comparison = compare(baseline, result, **_gate_kwargs(args))
         if not args.quiet:
             print("\n" + format_comparison(comparison), file=stdout)
         code = gate_exit_code(code, comparison)
@@ -204,3 +240,26 @@ def after_run(args: Any, result: Result, result_path: Path, *, baseline: Optiona
         path = write_report(result, out, comparison=comparison)
         print(f"report: {path}", file=stdout)
     return code
+
+
+def _gate_kwargs(args: Any) -> Dict[str, Any]:
+    """The gate flags (``add_gate_arguments``) when ``args`` has them, else the defaults."""
+    return gate_options(args) if hasattr(args, "floor_ms") else {}
+
+
+def _execute_repeats(scenario: Scenario, opts: RunOptions, args: Any, out: str) -> Result:
+    """``--repeat N``: N runs one after another, each kept as ``<out>.repeat-K.json``, pooled
+    for the gate (:func:`harness.result.compare.pool_results`); an interrupted or aborted
+    repeat ends the series.  One run without the flag."""
+    n = int(getattr(args, "repeat", 1))
+    if n <= 1:
+        return Run(scenario, opts).execute()
+    parts = []
+    for k in range(1, n + 1):
+        part = Run(scenario, opts).execute()
+        parts.append(part)
+        kept = write_result(part, Path(out).with_suffix(f".repeat-{k}.json"))
+        print(f"harness: repeat {k}/{n}: {kept} (exit {part['verdict']['exit_code']})", file=sys.stderr)
+        if part.get("status") in ("interrupted", "aborted"):
+            break
+    return pool_results(parts)

@@ -16,8 +16,9 @@ from harness.config import library
 from harness.config.durations import parse_duration
 from harness.config.scenario import ScenarioError
 from harness.exitcodes import ExitCode
+from harness.lifecycle import Interrupted, signal_name, signal_scope
 from harness.result.schema import write_result
-from harness.run.runner import RunOptions
+from harness.run.runner import Run, RunOptions
 from harness.studies.search import SearchError, SearchSettings, format_search, search, search_exit_code
 from harness.targets import TargetError
 
@@ -51,8 +52,22 @@ def _progress(stderr: Any):
 
 
 def handle(args: argparse.Namespace, *, stdout: Any = None, stderr: Any = None) -> int:
+    """A signal stops the step that runs (:mod:`harness.lifecycle`), no further step starts,
+    the steps so far go to ``--out`` marked interrupted, exit 105."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    with signal_scope() as signals:
+        return _handle(args, stdout, stderr, signals)
+
+
+def _handle(args: argparse.Namespace, stdout: Any, stderr: Any, signals: Any) -> int:
+    done: list = []
+    on_step = _progress(stderr)
+
+    def step_done(st: Dict[str, Any]) -> None:
+        done.append(st)
+        on_step(st)
+
     try:
         base = library.load(args.scenario, dict(args.set))
         settings = SearchSettings(start_rate=args.start_rate, max_rate=args.max_rate, factor=args.factor,
@@ -61,17 +76,29 @@ def handle(args: argparse.Namespace, *, stdout: Any = None, stderr: Any = None) 
                                   keep_results=bool(args.evidence_dir))
         opts = RunOptions(metrics_port=None, progress="off", install_signal_handlers=True,
                           lag_bound_ms=args.lag_bound_ms)
-        r = search(base, settings, run_options=opts, on_step=_progress(stderr))
+
+        def run_step(sc: Any) -> Dict[str, Any]:
+            signals.check()  # a signal during the last step: no next one
+            return Run(sc, opts).execute()
+
+        r = search(base, settings, run_step=run_step, run_options=opts, on_step=step_done)
+    except Interrupted as exc:
+        print(f"harness: search: interrupted ({signal_name(exc.signum)}) after {len(done)} steps", file=stderr)
+        if args.out:
+            with signals.soft():
+                write_result({"status": "interrupted", "steps": done}, args.out)
+        return int(ExitCode.INTERRUPTED)
     except (ScenarioError, SearchError, TargetError, ValueError) as exc:
         print(f"harness: search: {exc}", file=stderr)
         return int(ExitCode.USAGE)
-    if args.evidence_dir:
-        for i, res in enumerate(r.pop("results", [])):
-            write_result(res, Path(args.evidence_dir) / f"step-{i:02d}-{r['steps'][i]['rate']:.4g}rps.json")
-    if args.out:
-        write_result(r, args.out)
-    print(format_search(r), file=stdout)
-    code = search_exit_code(r, min_knee=args.min_knee)
-    if code == ExitCode.THRESHOLDS_FAILED and search_exit_code(r) == ExitCode.OK:
-        print(f"knee {r['knee_rps']:.4g} rps < required {args.min_knee:g} rps", file=stdout)
-    return int(code)
+    with signals.soft():  # the search is done: a signal now must not lose its files
+        if args.evidence_dir:
+            for i, res in enumerate(r.pop("results", [])):
+                write_result(res, Path(args.evidence_dir) / f"step-{i:02d}-{r['steps'][i]['rate']:.4g}rps.json")
+        if args.out:
+            write_result(r, args.out)
+        print(format_search(r), file=stdout)
+        code = search_exit_code(r, min_knee=args.min_knee)
+        if code == ExitCode.THRESHOLDS_FAILED and search_exit_code(r) == ExitCode.OK:
+            print(f"knee {r['knee_rps']:.4g} rps < required {args.min_knee:g} rps", file=stdout)
+    return int(ExitCode.INTERRUPTED) if signals.interrupted else int(code)

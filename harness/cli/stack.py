@@ -1,20 +1,23 @@
 """``harness stack up [--scrape [JOB=]HOST:PORT]…``: the local Prometheus + Alertmanager on
-their own, with the project's rules, until Ctrl-C, SIGTERM or SIGHUP.
+their own, with the project's rules, until Ctrl-C, SIGTERM or SIGHUP (exit 105), or until
+one of them exits (exit 1, with its log tail).
 
-The handlers are installed explicitly: a process started in the background by a script
-inherits SIGINT *ignored*, and Python then never raises KeyboardInterrupt, so waiting for
-one would leave both programs running for ever.
+The handlers are installed explicitly, from the first moment (:mod:`harness.lifecycle`): a
+process started in the background by a script inherits SIGINT *ignored*, and Python then
+never raises KeyboardInterrupt, so waiting for one would leave both programs running for
+ever. Both programs die with this process even on kill -9 (parent-death signal; the
+folder is removed by the stack's guardian).
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 from typing import Any, Dict, List
 
 from harness.exitcodes import ExitCode
+from harness.lifecycle import signal_name, signal_scope
 from harness.observe.stack import LocalStack, StackConfigError, StackError, WebhookReceiver
 
 __all__ = ["register", "handle_up"]
@@ -46,30 +49,35 @@ def handle_up(args: argparse.Namespace) -> int:
             return int(ExitCode.USAGE)
         jobs.setdefault(job, []).append(addr)
     stop = threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    webhook = WebhookReceiver()
-    try:
-        with LocalStack(jobs, webhook_url=webhook.url) as stack:
-            print(f"prometheus:   {stack.prometheus_url}\nalertmanager: {stack.alertmanager_url}\n"
-                  f"webhook:      {webhook.url}\nscraping:     {jobs or 'nothing (add --scrape JOB=HOST:PORT)'}\n"
-                  "Ctrl-C stops both and removes their data.", flush=True)
-            seen = 0
-            while not stop.wait(1.0):
-                notes = webhook.summary()
-                for n in notes[seen:]:
-                    names = ", ".join(f"{a['alertname']}({a['severity']}) {a['status']}" for a in n["alerts"])
-                    print(f"notification to {n['receiver']}: {names}", flush=True)
-                seen = len(notes)
-            print("stopping", file=sys.stderr)
-    except StackError as exc:
-        print(f"harness: {exc}", file=sys.stderr)
-        usage = isinstance(exc, StackConfigError) or "install" in str(exc)
-        return int(ExitCode.USAGE if usage else ExitCode.ERROR)
-    finally:
-        webhook.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return int(ExitCode.OK)
+    died = None
+    with signal_scope() as signals:  # before the start: a signal while starting stops what started
+        webhook = WebhookReceiver()
+        try:
+            with LocalStack(jobs, webhook_url=webhook.url) as stack, signals.soft(stop.set):
+                print(f"prometheus:   {stack.prometheus_url}\nalertmanager: {stack.alertmanager_url}\n"
+                      f"webhook:      {webhook.url}\n"
+                      f"scraping:     {jobs or 'nothing (add --scrape JOB=HOST:PORT)'}\n"
+                      "Ctrl-C stops both and removes their data.", flush=True)
+                seen = 0
+                while not stop.wait(0.5):
+                    died = stack.exited()
+                    if died:
+                        break
+                    notes = webhook.summary()
+                    for n in notes[seen:]:
+                        names = ", ".join(f"{a['alertname']}({a['severity']}) {a['status']}" for a in n["alerts"])
+                        print(f"notification to {n['receiver']}: {names}", flush=True)
+                    seen = len(notes)
+                if died:
+                    print(f"harness: stack up: {died}; stopping the other", file=sys.stderr, flush=True)
+                else:
+                    print(f"stopping ({signal_name(signals.signum or 0)})", file=sys.stderr, flush=True)
+        except StackError as exc:
+            print(f"harness: {exc}", file=sys.stderr)
+            usage = isinstance(exc, StackConfigError) or "install" in str(exc)
+            return int(ExitCode.USAGE if usage else ExitCode.ERROR)
+        finally:
+            webhook.close()
+    if died:
+        return int(ExitCode.ERROR)
+    return int(ExitCode.INTERRUPTED)

@@ -3,6 +3,11 @@
 Scenarios, profiles and the CLI all accept durations the way k6 users write them, so the
 parsing lives in one place and every error message reads the same.  Bare numbers mean
 seconds (a YAML ``duration: 30`` is 30 s).
+
+Every duration is at most :data:`MAX_DURATION_S` (30 days): longer than any run the
+harness schedules, and far below where nanosecond clocks (int64) and timers overflow, so
+``100000000h`` or ``1e300`` is refused up front, naming the field, instead of crashing
+(or silently scheduling nothing) later.
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["parse_duration", "format_duration", "DURATION_UNITS"]
+__all__ = ["parse_duration", "format_duration", "DURATION_UNITS", "MAX_DURATION_S"]
+
+#: the longest duration (seconds) any field accepts: 30 days
+MAX_DURATION_S = 30 * 86400.0
 
 #: unit suffix -> seconds.  ``µ`` (micro sign) and ``μ`` (Greek mu) are both accepted.
 DURATION_UNITS: dict[str, float] = {
@@ -61,6 +69,9 @@ def parse_duration(value: object) -> float:
         )
     if not math.isfinite(seconds):
         raise ValueError(f"duration must be finite, got {value!r}")
+    if abs(seconds) > MAX_DURATION_S:
+        raise ValueError(f"must be at most 30d ({MAX_DURATION_S:g} s, the longest the harness schedules), "
+                         f"got {value!r}")
     return seconds
 
 

@@ -31,6 +31,13 @@ contiguous time slices), so each worker carries ``1/n`` of every phase and the u
 the ``n`` segments is the whole schedule, exactly, ordinals and times alike.  Segments
 nest: segment ``j`` of ``m`` of segment ``i`` of ``n`` is ordinals ``≡ i + n·j (mod n·m)``.
 
+Limits: a rate is at most :data:`MAX_RATE` requests/s (far beyond what one machine's
+generator sends: the harness measures ~20,000/s per process), a schedule holds at most
+:data:`MAX_REQUESTS` requests, closed-loop users are at most :data:`MAX_VUS` (one thread
+each), and every duration is at most 30 days
+(:data:`harness.config.durations.MAX_DURATION_S`). Beyond them a profile is refused with
+the field and the limit, before anything is scheduled.
+
 Memory: ``times()``/``batches()`` generate the schedule lazily in numpy chunks (4,096 by
 default), so a 24-hour run never materialises its millions of timestamps.
 """
@@ -51,6 +58,10 @@ from harness.config.problems import MISSING, Problems, suggest
 
 __all__ = [
     "NS_PER_S",
+    "MAX_RATE",
+    "MAX_REQUESTS",
+    "MAX_VUS",
+    "MAX_SPIKE_PERIODS",
     "ARRIVALS",
     "PROFILE_TYPES",
     "DEFAULT_STEPS",
@@ -72,6 +83,14 @@ NS_PER_S = 1_000_000_000
 ARRIVALS = ("uniform", "poisson")
 DEFAULT_STEPS: tuple[float, ...] = (0.25, 0.5, 1.0, 0.5)
 _CHUNK = 4096
+#: the highest rate (requests/s) a profile accepts
+MAX_RATE = 1_000_000.0
+#: the most requests one schedule may hold (a day at 115,000/s; 30 days at 3,800/s)
+MAX_REQUESTS = 10_000_000_000
+#: the most closed-loop virtual users (each is a thread or a task)
+MAX_VUS = 10_000
+#: the most periods of a spike profile (each period is two phases)
+MAX_SPIKE_PERIODS = 100_000
 
 class Schedule(Protocol):
     """What an arrival profile and closed-loop users both answer (the runner, the live
@@ -137,6 +156,16 @@ class Phase:
 # ----------------------------------------------------------------------------- validation
 
 
+def _rate(p: Problems, path: str, value: Any, *, strict: bool = False) -> float | None:
+    """A rate: a finite number >= 0 (> 0 with ``strict``) and at most :data:`MAX_RATE`."""
+    r = p.number(path, value, strict=strict)
+    if r is not None and r > MAX_RATE:
+        p.add(path, f"must be at most {MAX_RATE:g} requests/s (beyond what a run can schedule; split the load "
+                    f"over several generators with --segment), got {r:g}")
+        return None
+    return r
+
+
 def _check_arrival(p: Problems, arrival: Any, seed: Any) -> None:
     if arrival not in ARRIVALS:
         p.add("arrival", f"must be one of {', '.join(ARRIVALS)}, got {arrival!r}")
@@ -199,6 +228,10 @@ class Profile:
         self.duration: float = float(te[-1])
         self.duration_ns: int = round(self.duration * NS_PER_S)
         self._total = float(ce[-1])
+        if not self._total <= MAX_REQUESTS:
+            raise ProfileError([f"duration: {format_duration(self.duration)} at these rates schedules "
+                                f"{self._total:.3g} requests, more than the {MAX_REQUESTS:.0e} one run may "
+                                "(lower the rate or shorten the duration)"])
         # Deterministic arrivals k = 0..M-1 with k + ½ < N(duration).
         self._m_total = max(0, math.ceil(self._total - 0.5))
 
@@ -336,6 +369,11 @@ class Profile:
             if carry >= self._total:
                 return
 
+    def arrival_batches(self, size: int = _CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(global ordinals, intended ns)`` as int64 array pairs of at most ``size``: what
+        the executors read, so a backlog can be skipped a batch at a time."""
+        return self._ordinal_batches(size)
+
     def times(self) -> Iterator[int]:
         """Intended start times, int ns from run start, non-decreasing, lazily generated."""
         for b in self.batches():
@@ -387,7 +425,7 @@ def _count_congruent(lo: int, hi: int, offset: int, stride: int) -> int:
 def constant(rate: float, duration: float | str, *, arrival: str = "uniform", seed: int | None = None) -> Profile:
     """``rate`` requests per second for ``duration``."""
     p = Problems()
-    r = p.number("rate", rate, strict=True)
+    r = _rate(p, "rate", rate, strict=True)
     d = p.duration("duration", duration)
     _check_arrival(p, arrival, seed)
     p.raise_if_any(ProfileError)
@@ -409,8 +447,8 @@ def ramp(
     """Linear change ``from_rate → to_rate`` over ``ramp_duration``, then hold ``to_rate``
     until ``duration`` (default: no hold)."""
     p = Problems()
-    r0 = p.number("from_rate", from_rate)
-    r1 = p.number("to_rate", to_rate)
+    r0 = _rate(p, "from_rate", from_rate)
+    r1 = _rate(p, "to_rate", to_rate)
     rd = p.duration("ramp_duration", ramp_duration)
     d = rd if duration is None else p.duration("duration", duration)
     _check_arrival(p, arrival, seed)
@@ -444,8 +482,8 @@ def spike(
     target).  A last partial period is cut at ``duration``.  Phases: ``base 1``,
     ``spike 1``, ``base 2``, …"""
     p = Problems()
-    b = p.number("base_rate", base_rate)
-    s = p.number("spike_rate", spike_rate, strict=True)
+    b = _rate(p, "base_rate", base_rate)
+    s = _rate(p, "spike_rate", spike_rate, strict=True)
     sd = p.duration("spike_duration", spike_duration)
     per = p.duration("period", period)
     d = p.duration("duration", duration)
@@ -457,6 +495,9 @@ def spike(
             "period",
             f"the first spike starts at {format_duration(per - sd)}, not within duration ({format_duration(d)})",
         )
+    if per is not None and d is not None and d / per > MAX_SPIKE_PERIODS:
+        p.add("period", f"{format_duration(d)} of {format_duration(per)} periods is more than {MAX_SPIKE_PERIODS:,} "
+                        f"periods (each one is a phase), got {format_duration(per)}")
     p.raise_if_any(ProfileError)
     assert b is not None and s is not None and sd is not None and per is not None and d is not None
     pieces: list[tuple[float, float, float, float]] = []
@@ -500,11 +541,11 @@ def step(
             p.add("rates", f"must be a non-empty list of rates, got {rates!r}")
         else:
             for i, r in enumerate(rates):
-                v = p.number(f"rates[{i}]", r)
+                v = _rate(p, f"rates[{i}]", r)
                 if v is not None:
                     values.append(v)
     else:
-        t = p.number("target_rate", target_rate, strict=True) if target_rate is not None else None
+        t = _rate(p, "target_rate", target_rate, strict=True) if target_rate is not None else None
         if target_rate is None:
             p.add("target_rate", "is required for a step profile (or give rates)")
         if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or not steps:
@@ -513,6 +554,9 @@ def step(
             fr = [p.number(f"steps[{i}]", f) for i, f in enumerate(steps)]
             if t is not None and all(f is not None for f in fr):
                 values = [t * f for f in fr if f is not None]
+                if max(values) > MAX_RATE:
+                    p.add("steps", f"the highest step is {max(values):g} requests/s, more than the {MAX_RATE:g} "
+                                   "a run can schedule")
     if not p.items and values and max(values) <= 0:
         p.add("rates" if rates is not None else "steps", "every step has rate 0: the profile would send nothing")
     p.raise_if_any(ProfileError)
@@ -540,7 +584,7 @@ def stages(
     the previous stage's target (``start_rate`` for the first) to ``target`` over
     ``duration``.  A ``0s`` stage is an instant jump.  Optional ``name`` per stage."""
     p = Problems()
-    r_prev = p.number("start_rate", start_rate)
+    r_prev = _rate(p, "start_rate", start_rate)
     _check_arrival(p, arrival, seed)
     pieces: list[tuple[float, float, float, float]] = []
     names: list[str] = []
@@ -562,7 +606,7 @@ def stages(
             if key not in st:
                 p.add(f"{path}.{key}", "is required")
         d = p.duration(f"{path}.duration", st["duration"], allow_zero=True) if "duration" in st else None
-        r = p.number(f"{path}.target", st["target"]) if "target" in st else None
+        r = _rate(p, f"{path}.target", st["target"]) if "target" in st else None
         if d is None or r is None:
             continue
         name = str(st.get("name") or f"stage {i + 1}")
@@ -687,6 +731,8 @@ def users(
     p = Problems()
     if isinstance(vus, bool) or not isinstance(vus, int) or vus < 1:
         p.add("vus", f"must be an integer >= 1, got {vus!r}")
+    elif vus > MAX_VUS:
+        p.add("vus", f"must be at most {MAX_VUS} (one thread or task each), got {vus}")
     d = None if duration is None else p.duration("duration", duration)
     ru = p.duration("ramp_up", ramp_up, allow_zero=True)
     tt: float | tuple[float, float] | None = None

@@ -14,7 +14,23 @@ as YAML scalars, so ``200`` is a number and ``30s`` a string.  Only the known na
 Merging: mappings merge key by key, except ``thresholds``, ``faults`` and ``mix``, which a
 higher layer replaces whole (a file that states its thresholds means exactly those), and
 ``profile``, which is replaced whole when a higher layer changes its ``type`` (the old
-type's parameters would only be "unknown key" noise).
+type's parameters would only be "unknown key" noise).  From the command line
+(``overrides``: ``--threshold``, ``--set thresholds=…``) thresholds merge **per metric**: a
+metric given there replaces that metric's expressions, the others stay; ``METRIC=off``
+removes one.
+
+Failures always count: every scenario is judged on ``failed_rate`` (errors + timeouts +
+dropped over all requests) with the budget's ``rate<0.01`` (1 %) unless the scenario or the command
+line says otherwise — ``failures: {threshold: "rate<5%"}`` changes it (so does a
+``thresholds.failed_rate`` entry, which wins), ``failures: {threshold: off}``
+(``--failure-threshold off``) turns it off, visibly: the result's ``scenario.failures``
+and the summary say so.  Independently of that switch, a run with no successful request
+never passes (``throughput{outcome:ok}: count>0`` is always judged).
+
+``service``: a process the harness starts before the load and stops after it (the target
+in its own process, e.g. the reference HTTP service: ``command: ["{python}", "-m",
+"workloads.cli", "serve", "--port", "{port}"]``, ``ready: "http://127.0.0.1:{port}/readyz"``);
+``{port}`` in the target is the free port picked for it (see :mod:`harness.run.service`).
 
 Validation collects **every** problem and raises one :class:`ScenarioError` with one line
 per problem, each naming the field path (``profile.rate: must be > 0, got -5``), with a
@@ -37,7 +53,16 @@ from harness.config.durations import format_duration, parse_duration
 from harness.config.problems import Problems, suggest
 from harness.config.profiles import ProfileError, Schedule
 from harness.targets.registry import payload_names, target_names
-from harness.config.thresholds import Threshold, ThresholdError, parse_thresholds
+from harness.config.thresholds import (
+    DEFAULT_FAILURE_THRESHOLD,
+    FAILURE_METRIC,
+    SUCCESS_GUARD,
+    Threshold,
+    ThresholdError,
+    metric_key,
+    parse_expression,
+    parse_thresholds,
+)
 
 __all__ = [
     "ScenarioError",
@@ -46,6 +71,9 @@ __all__ = [
     "BUILTIN_TARGETS",
     "short_targets",
     "EXECUTOR_TYPES",
+    "MAX_WORKERS",
+    "MAX_THREADS",
+    "MAX_IN_FLIGHT",
     "DEFAULTS",
     "ENV_PREFIX",
     "ENV_VARS",
@@ -57,6 +85,8 @@ __all__ = [
 #: target names the harness itself knows; the rest are registered by plug-ins (``lbh.targets``)
 BUILTIN_TARGETS: tuple[str, ...] = ("mixed", "noop")
 EXECUTOR_TYPES: tuple[str, ...] = ("threads", "processes", "asyncio")
+#: executor bounds: worker processes, threads per process, calls in flight
+MAX_WORKERS, MAX_THREADS, MAX_IN_FLIGHT = 1024, 10_000, 1_000_000
 ENV_PREFIX = "HARNESS_"
 
 @dataclass(frozen=True)
@@ -87,7 +117,10 @@ DEFAULTS: dict[str, Any] = {
     "profile": {"type": "constant", "rate": 20},
     "executor": ExecutorSettings().to_dict(),
     "timeout": "5s",
-    "thresholds": {"latency": ["p(95)<100ms", "p(99)<200ms"], "error_rate": ["rate<0.01"]},
+    "thresholds": {"latency": ["p(95)<100ms", "p(99)<200ms"]},
+    # the budget's failure threshold (failed_rate), judged on every run unless turned off
+    "failures": {"threshold": DEFAULT_FAILURE_THRESHOLD},
+    "service": None,
     "faults": {},
     "workload": {},
     "http": {},
@@ -158,6 +191,10 @@ class Scenario:
     http: Mapping[str, Any] = field(default_factory=dict)
     seed: int | None = None
     description: str = ""
+    #: the failure threshold: {"threshold": expression or "off", "judged": [...], "source": ...}
+    failures: Mapping[str, Any] = field(default_factory=lambda: {"threshold": DEFAULT_FAILURE_THRESHOLD})
+    #: a process to start for the run (command, ready, start_timeout); None: the target runs itself
+    service: Mapping[str, Any] | None = None
     parsed_thresholds: tuple[Threshold, ...] = field(default=(), compare=False, repr=False)
     #: field path -> where its value came from: "default", the file path, "env HARNESS_X", "cli"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -192,7 +229,14 @@ class Scenario:
             "workload": dict(self.workload),
             "http": dict(self.http),
             "seed": self.seed,
+            "failures": dict(self.failures),
+            "service": dict(self.service) if self.service is not None else None,
         }
+
+    @property
+    def failure_threshold_on(self) -> bool:
+        """Whether failed requests are judged (``failures.threshold`` not off)."""
+        return self.failures.get("threshold") != "off"
 
 
 # ----------------------------------------------------------------------------- loading
@@ -258,8 +302,9 @@ def _env_layer(env: Mapping[str, str], problems: list[str]) -> tuple[dict[str, A
         raw = env[name]
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            problems.append(f"{path}: environment variable {name} is not valid YAML: {exc}")
+        except (yaml.YAMLError, ValueError, RecursionError) as exc:
+            problems.append(f"{path}: environment variable {name} is not valid YAML: "
+                            f"{'nested too deeply' if isinstance(exc, RecursionError) else exc}")
             continue
         if value is None:
             continue
@@ -297,9 +342,15 @@ def read_scenario_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ScenarioError([f"{p}: no such scenario file"]) from None
     except OSError as exc:
         raise ScenarioError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError([f"{p}: not UTF-8 text (byte {exc.start}): a scenario file is UTF-8 YAML"]) from None
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
+        raise ScenarioError([f"{p}: invalid YAML: {exc}"]) from None
+    except RecursionError:
+        raise ScenarioError([f"{p}: invalid YAML: nested too deeply"]) from None
+    except ValueError as exc:  # a value YAML cannot build, e.g. a date such as 2024-13-45
         raise ScenarioError([f"{p}: invalid YAML: {exc}"]) from None
     if loaded is None:
         return {}
@@ -338,12 +389,57 @@ def scenario_from_dict(
             and layer["profile"].get("type") != merged["profile"].get("type")
         ):
             sources = {k: v for k, v in sources.items() if not k.startswith("profile.") and k != "profile"}
+        if layer is cli_data and isinstance(layer.get("thresholds"), Mapping) \
+                and isinstance(merged.get("thresholds"), Mapping):
+            if any(metric_key(k) == metric_key(FAILURE_METRIC) and v in _OFF for k, v in layer["thresholds"].items()):
+                # --threshold failed_rate=off means --failure-threshold off (else the default would return)
+                layer = {**layer, "failures": {**(layer.get("failures") or {}), "threshold": "off"}}
+                labels = {**labels, "failures.threshold": "cli"}
+            layer = {**layer, "thresholds": _merge_thresholds(merged["thresholds"], layer["thresholds"])}
         for key in _REPLACED_WHOLE:
             if key in layer:
                 sources = {k: v for k, v in sources.items() if not k.startswith(key + ".")}
         merged = _merge(merged, layer)
         sources.update(labels)
     return _validate(merged, sources, problems)
+
+
+_OFF = (False, None, "off", "none")
+
+
+def _merge_thresholds(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Per metric: ``top``'s metrics replace the same metric in ``base`` (``latency{ target: x }``
+    is ``latency{target:x}``); ``off`` removes one; the other metrics of ``base`` stay."""
+    out = dict(base)
+    for metric, exprs in top.items():
+        for old in [k for k in out if metric_key(k) == metric_key(metric)]:
+            del out[old]
+        if exprs not in _OFF and exprs != []:
+            out[metric] = exprs
+    return out
+
+
+def _with_failure_checks(th_spec: Mapping[str, Any], failures: Mapping[str, Any]) -> dict[str, Any]:
+    """``th_spec`` plus the failure threshold (unless off, or the scenario states its own
+    ``failed_rate``) and the success guard; with the threshold off, ``failed_rate`` (untagged)
+    is not judged even when listed."""
+    out = dict(th_spec)
+    own = [k for k in out if metric_key(k) == metric_key(FAILURE_METRIC)]
+    if failures.get("threshold") == "off":
+        for k in own:
+            del out[k]
+    elif not own:
+        out[FAILURE_METRIC] = [failures["threshold"]]
+    guard_metric, guard_expr = SUCCESS_GUARD
+    have = next((k for k in out if metric_key(k) == metric_key(guard_metric)), None)
+    if have is None:
+        out[guard_metric] = [guard_expr]
+    else:
+        items = out[have]
+        items = [items] if isinstance(items, (str, Mapping)) else list(items or [])
+        if guard_expr not in items:
+            out[have] = items + [guard_expr]
+    return out
 
 
 def default_scenario() -> Scenario:
@@ -473,9 +569,19 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
         workers = c.integer("executor.workers", ex.get("workers", d.workers), 1)
         threads = c.integer("executor.threads", ex.get("threads", d.threads), 1)
         mif = c.integer("executor.max_in_flight", ex.get("max_in_flight", d.max_in_flight), 1)
+        for key, value, most in (("workers", workers, MAX_WORKERS), ("threads", threads, MAX_THREADS),
+                                 ("max_in_flight", mif, MAX_IN_FLIGHT)):
+            if value is not None and value > most:  # each one is a process, a thread or a slot
+                c.add(f"executor.{key}", f"must be at most {most:,}, got {value:,}")
         if workers is not None and mif is not None and mif < workers:
             c.add("executor.max_in_flight", f"must be >= executor.workers ({workers}) so every worker can send, got {mif}")
         executor = ExecutorSettings(etype, workers or 1, threads or 1, mif or 1)
+
+    # failures (the always-judged failure threshold) and the service
+    failures = _failures(data.get("failures"), c, sources)
+    service = _service(data.get("service"), c)
+    if isinstance(target, str) and "{port}" in target and service is None:
+        c.add("target", "'{port}' is the port of a started service: add a service: block (command, ready)")
 
     # thresholds
     th_spec = data.get("thresholds")
@@ -486,6 +592,10 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
         c.add("thresholds", f"must map metrics to expressions, e.g. {{latency: ['p(95)<100ms']}}, got {th_spec!r}")
         th_spec = {}
     else:
+        th_spec = _with_failure_checks(th_spec, failures)
+        own = [v for k, v in th_spec.items() if metric_key(k) == metric_key(FAILURE_METRIC)]
+        failures["judged"] = [e if isinstance(e, str) else str(e.get("threshold")) if isinstance(e, Mapping) else str(e)
+                              for v in own for e in ([v] if isinstance(v, (str, Mapping)) else v)]
         try:
             parsed = parse_thresholds(th_spec)
         except ThresholdError as exc:
@@ -534,6 +644,68 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
         workload=dict(workload),
         http=dict(http),
         seed=seed,
+        failures=failures,
+        service=service,
         parsed_thresholds=tuple(parsed),
         sources=dict(sources),
     )
+
+
+def _failures(spec: Any, c: _Check, sources: Mapping[str, str]) -> dict[str, Any]:
+    """``failures: {threshold: EXPR | off}`` -> ``{"threshold": EXPR or "off", "source": ...}``."""
+    out: dict[str, Any] = {"threshold": DEFAULT_FAILURE_THRESHOLD}
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, Mapping):
+        c.add("failures", f"must be a mapping such as {{threshold: 'rate<1%'}} or {{threshold: off}}, got {spec!r}")
+        return out
+    for key in spec:
+        if key not in ("threshold", "source", "judged"):  # source, judged: the result's echo, read back
+            c.add(f"failures.{key}", "unknown key" + suggest(str(key), ("threshold",)))
+    value = spec.get("threshold", DEFAULT_FAILURE_THRESHOLD)
+    if value is True or value == "on":
+        value = DEFAULT_FAILURE_THRESHOLD
+    if value in _OFF:
+        out["threshold"] = "off"
+    elif not isinstance(value, str):
+        c.add("failures.threshold", f"must be an expression such as 'rate<1%' or off, got {value!r}")
+    else:
+        try:
+            parse_expression(FAILURE_METRIC, value)
+            out["threshold"] = value.strip()
+        except ThresholdError as exc:
+            for pr in exc.problems:
+                c.add("failures.threshold", pr.partition(": ")[2] or pr)
+    src = sources.get("failures.threshold") or sources.get("failures") or "default"
+    out["source"] = src
+    return out
+
+
+#: keys of the ``service`` mapping
+SERVICE_KEYS = ("command", "ready", "start_timeout")
+
+
+def _service(spec: Any, c: _Check) -> dict[str, Any] | None:
+    """``service: {command, ready, start_timeout}`` checked; None when there is none."""
+    if spec is None or spec in _OFF:
+        return None
+    if not isinstance(spec, Mapping):
+        c.add("service", f"must be a mapping ({', '.join(SERVICE_KEYS)}), got {spec!r}")
+        return None
+    for key in spec:
+        if key not in SERVICE_KEYS:
+            c.add(f"service.{key}", "unknown key" + suggest(str(key), SERVICE_KEYS))
+    command = spec.get("command")
+    if isinstance(command, str):
+        command = command.split()
+    if not isinstance(command, (list, tuple)) or not command or not all(isinstance(a, (str, int, float))
+                                                                         for a in command):
+        c.add("service.command", f"must be a non-empty list of arguments, e.g. ['{{python}}', '-m', "
+              f"'workloads.cli', 'serve', '--port', '{{port}}'], got {command!r}")
+        command = []
+    ready = spec.get("ready")
+    if ready is not None and (not isinstance(ready, str) or not _URL.match(ready)):
+        c.add("service.ready", f"must be an http(s) URL answering 2xx when the service is ready, got {ready!r}")
+        ready = None
+    timeout = c.duration("service.start_timeout", spec.get("start_timeout", "60s"))
+    return {"command": [str(a) for a in command], "ready": ready, "start_timeout": timeout or 60.0}

@@ -12,12 +12,22 @@ metric                    kind     aggregations
 ========================  =======  ===============================================
 latency, service_time,    trend    ``avg min max med p(N) count`` (values in ms)
 lag
-error_rate, timeout_rate, rate     ``rate`` (fraction 0..1)
-dropped_rate,
+failed_rate, error_rate,  rate     ``rate`` (fraction 0..1)
+timeout_rate, dropped_rate,
 cache_hit_rate,
 fallback_rate
 throughput (alias rps)    counter  ``count`` (requests), ``rate`` (requests/s)
 ========================  =======  ===============================================
+
+``failed_rate`` is (errors + timeouts + dropped) / all requests, like k6's
+``http_req_failed`` (which counts timeouts too); ``error_rate``, ``timeout_rate`` and
+``dropped_rate`` count one outcome each over all requests.  Trend metrics cover **every
+outcome** (a timed-out call counts with the time it was given) unless tagged
+``{outcome:ok}``; :func:`coverage` says which, and the summary prints it.
+
+The failure threshold (:data:`FAILURE_METRIC`, default :data:`DEFAULT_FAILURE_THRESHOLD`)
+and the guard :data:`SUCCESS_GUARD` (at least one successful request) are added to every
+scenario by :mod:`harness.config.scenario` unless turned off there (``failures``).
 
 Tagged sub-metrics use k6's syntax: ``latency{target:features}``,
 ``latency{target:features,outcome:ok}``.  Known tags: ``target`` and (for trend and
@@ -53,6 +63,12 @@ __all__ = [
     "METRICS",
     "METRIC_ALIASES",
     "TIME_UNITS",
+    "FAILURE_METRIC",
+    "DEFAULT_FAILURE_THRESHOLD",
+    "SUCCESS_GUARD",
+    "metric_key",
+    "coverage",
+    "format_observed",
     "ThresholdError",
     "Aggregation",
     "Threshold",
@@ -74,6 +90,7 @@ METRICS: dict[str, str] = {
     "latency": TREND,
     "service_time": TREND,
     "lag": TREND,
+    "failed_rate": RATE,
     "error_rate": RATE,
     "timeout_rate": RATE,
     "dropped_rate": RATE,
@@ -98,6 +115,13 @@ _TAGS: dict[str, tuple[str, ...]] = {
     ALERTS: ("severity", "alertname"),
 }
 OUTCOMES = ("ok", "error", "timeout", "dropped")
+
+#: the metric of the failure threshold every run is judged on unless turned off
+FAILURE_METRIC = "failed_rate"
+#: the budget's failure threshold: at most 1 % of requests failed (errors, timeouts, dropped)
+DEFAULT_FAILURE_THRESHOLD = "rate<0.01"
+#: (metric, expression) every run is judged on: a run with no successful request never passes
+SUCCESS_GUARD = ("throughput{outcome:ok}", "count>0")
 
 #: time unit -> milliseconds (time values are compared in ms).
 TIME_UNITS: dict[str, float] = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "μs": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -165,6 +189,11 @@ class Threshold:
     def check(self, observed: float) -> bool:
         return _OPS[self.op](observed, self.value)
 
+    @property
+    def coverage(self) -> str | None:
+        """Which outcomes the observed value covers (trend metrics), else None."""
+        return coverage(self.name, self.tags)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "metric": self.metric,
@@ -174,6 +203,7 @@ class Threshold:
             "value": self.value,
             "abort_on_fail": self.abort_on_fail,
             "delay_abort_eval_s": self.delay_abort_eval_s,
+            "covers": self.coverage,
         }
 
 
@@ -189,8 +219,46 @@ class ThresholdResult:
 
     def __str__(self) -> str:
         mark = "✓" if self.ok else "✗"
-        obs = "no data" if self.observed is None else f"{self.observed:.6g}"
+        obs = "no data" if self.observed is None else format_observed(self.threshold.name, self.threshold.aggregation,
+                                                                      self.observed)
         return f"{mark} {self.threshold.metric} {self.threshold.expression} (observed {obs})"
+
+
+def metric_key(metric: str) -> tuple[str, tuple[tuple[str, str], ...]] | str:
+    """A comparable key for a thresholds mapping's metric (``latency{ target: x }`` and
+    ``latency{target:x}`` are the same metric); the text itself when it does not parse."""
+    try:
+        name, tags = parse_metric(metric)
+    except ThresholdError:
+        return str(metric).strip()
+    return name, tuple(sorted(tags.items()))
+
+
+def coverage(metric: str, tags: Mapping[str, str]) -> str | None:
+    """``"all outcomes"`` or ``"<outcome> only"`` for trend metrics (latency,
+    service_time, lag) and throughput counts; None for rates and alerts."""
+    kind = METRICS.get(METRIC_ALIASES.get(metric, metric))
+    if kind not in (TREND, COUNTER):
+        return None
+    if "outcome" in tags:
+        return f"{tags['outcome']} only"
+    return "all outcomes" if kind == TREND else "ok, error and timeout (not dropped)"
+
+
+def format_observed(metric: str, aggregation: Aggregation | str, observed: float) -> str:
+    """An observed value with its unit: ``3.699 ms``, ``1.25 s``, ``2.5 %``, ``300 /s``."""
+    name, _ = parse_metric(metric) if "{" in metric else (METRIC_ALIASES.get(metric, metric), {})
+    kind = METRICS.get(name)
+    agg = str(aggregation)
+    if kind == TREND and agg != "count":
+        if abs(observed) >= 1000.0:
+            return f"{observed / 1000.0:.4g} s"
+        return f"{observed:.4g} ms"
+    if kind == RATE:
+        return f"{observed * 100:.3g} %"
+    if kind == COUNTER and agg == "rate":
+        return f"{observed:.4g} /s"
+    return f"{observed:.6g}"
 
 
 # ----------------------------------------------------------------------------- parsing

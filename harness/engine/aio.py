@@ -13,21 +13,76 @@ Two ways to start a call:
   and reports its end through ``Call.done``: no task, future or timer per request. Slots
   are counted, waiting requests queue in a deque, and one sweeper timer (every
   ``timeout / 20``, at most 10 ms) cancels calls past their deadline, oldest first.
+
+Requests already more than ``drop_after`` late when the scheduler reaches them (a rate the
+loop cannot keep) are dropped at once, the whole backlog in bulk. Every request ends as an
+outcome: a payload generator or target raising anything (``SystemExit`` and
+``KeyboardInterrupt`` included) is an ``error`` with its type. A failure of the executor's
+own machinery (a task that dies, a recorder that raises inside a target's callback) is
+listed in ``errors`` and ends the run at once (the runner reports it invalid), instead of
+leaving the loop waiting for a call that will never be counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
-from typing import Any, Awaitable, Callable, Deque, Iterator, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Deque, Iterable, List, Optional, Sequence, Tuple
 
-from harness.engine.base import LAG_BUCKET_NS, LAG_BUCKETS, Dispatch, LagCounts, Request, error_name, run_loop
+import numpy as np
+
+from harness.engine.base import LAG_BUCKET_NS, LAG_BUCKETS, Cursor, Dispatch, Drops, LagCounts, error_name, run_loop
 from harness.record.recorder import Recorder
 
-__all__ = ["AsyncExecutor", "Call", "sleep_until", "run_measured"]
+__all__ = ["AsyncExecutor", "Call", "sleep_until", "run_measured", "cancelled_by_loop", "run_guarded", "guarded",
+           "TargetRaised"]
 
 _TIMEOUT = object()  # Call.done's marker for "the sweeper ended it at its deadline"
+#: starts in a row without a sleep before the scheduler lets the loop run the calls it started
+_YIELD_EVERY = 64
+
+
+class TargetRaised(Exception):
+    """A target's ``SystemExit`` or ``KeyboardInterrupt``, carried as an ordinary exception:
+    raised inside a task, asyncio would also re-raise it out of the event loop and end the
+    whole run."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"{type(exc).__name__}: {exc}")
+        self.exc = exc
+
+
+async def guarded(awaitable: Awaitable[Any]) -> Any:
+    """``await awaitable``, with a ``SystemExit``/``KeyboardInterrupt`` it raises wrapped in
+    :class:`TargetRaised` (read the outcome's name with ``error_name(exc.exc)``)."""
+    try:
+        return await awaitable
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise TargetRaised(exc) from None
+
+
+def cancelled_by_loop() -> bool:
+    """Is the running task being cancelled (as opposed to a target raising CancelledError
+    itself, which is its failure)? Before Python 3.11 there is no way to tell: assume so."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return task is None or cancelling is None or bool(cancelling())
+
+
+def run_guarded(coro: Any, errors: List[str]) -> None:
+    """Run ``coro`` on a fresh loop; a failure of the loop or of the executor's own code is
+    listed in ``errors`` (the run is then invalid) instead of escaping from the executor's
+    thread. A KeyboardInterrupt on the main thread is a real Ctrl-C: it propagates."""
+    try:
+        run_loop(coro)
+    except KeyboardInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            raise
+        errors.append("the event loop failed: KeyboardInterrupt")
+    except BaseException as exc:
+        errors.append(f"the event loop failed: {type(exc).__name__}: {exc}")
 
 
 async def sleep_until(clock: Callable[[], int], t_ns: int, stopped: Callable[[], bool]) -> bool:
@@ -89,7 +144,7 @@ class AsyncExecutor:
 
     def __init__(
         self,
-        schedule: Iterator[Request],
+        schedule: Iterable[Any],
         dispatch: Dispatch,
         recorder: Recorder,
         *,
@@ -103,10 +158,15 @@ class AsyncExecutor:
         astart: Optional[Callable[[int, Call], None]] = None,
         acancel: Optional[Callable[[Call], None]] = None,
         label: str = "",
+        labels: Sequence[str] = (),
     ) -> None:
+        """``schedule``: ``(ordinal, intended_ns)`` tuples or ``Profile.arrival_batches()``;
+        ``labels``: the target's labels (one label lets a backlog be dropped in bulk);
+        ``label``: the callback target's one label."""
         if max_in_flight < 1:
             raise ValueError(f"executor.max_in_flight: must be >= 1, got {max_in_flight}")
-        self._schedule = schedule
+        self._cursor = Cursor(schedule)
+        self._drops = Drops(recorder, dispatch, labels or ((label,) if label else ()))
         self._dispatch = dispatch
         self._rec = recorder
         self.max_in_flight = max_in_flight
@@ -156,10 +216,26 @@ class AsyncExecutor:
         self._live.append(call)
         try:
             self._astart(ordinal, call)  # type: ignore[misc]
-        except Exception as exc:  # a payload generator or the target failed before sending
+        except BaseException as exc:  # a payload generator or the target failed before sending
             call.done(error_name(exc))
 
+    def _fail(self, what: str, exc: BaseException) -> None:
+        """The executor's own machinery failed (not a call): list it, end the run now."""
+        self.errors.append(f"{what}: {type(exc).__name__}: {exc}")
+        self._stopping = True
+        self._waiting.clear()
+        if self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
     def _finish(self, call: Call, error: Any, flags: int) -> None:
+        # Called from the target's callbacks: an exception here would end in the loop's
+        # exception handler and leave the run waiting for this call for ever.
+        try:
+            self._finish_call(call, error, flags)
+        except BaseException as exc:
+            self._fail("recording a call's end failed", exc)
+
+    def _finish_call(self, call: Call, error: Any, flags: int) -> None:
         self._in_flight -= 1
         end = self._clock()
         if error is _TIMEOUT or end - call.start > self.timeout_ns:
@@ -182,6 +258,15 @@ class AsyncExecutor:
             self._idle.set_result(None)
 
     def _sweep(self) -> None:
+        try:
+            self._sweep_calls()
+        except BaseException as exc:  # a dead sweeper would leave stuck calls holding the run
+            self._fail("the timeout sweeper failed", exc)
+            return
+        if self._idle is None or not self._idle.done():
+            self._loop.call_later(self._sweep_s, self._sweep)  # type: ignore[union-attr]
+
+    def _sweep_calls(self) -> None:
         live, now, timeout = self._live, self._clock(), self.timeout_ns
         while live and (live[0].finished or now - live[0].start >= timeout):
             call = live.popleft()
@@ -192,40 +277,65 @@ class AsyncExecutor:
                 except Exception:
                     pass  # the call is over for the run either way; the sweeper must keep going
                 self._finish(call, _TIMEOUT, 0)
-        if self._idle is None or not self._idle.done():
-            self._loop.call_later(self._sweep_s, self._sweep)  # type: ignore[union-attr]
 
     def in_flight(self) -> int:
         return self._in_flight
 
     def run(self, t0_ns: Optional[int] = None) -> None:
         self.t0_ns = self._clock() if t0_ns is None else t0_ns
-        run_loop(self._main())
+        run_guarded(self._main(), self.errors)
 
     def _report_cpu(self, fraction: Optional[float]) -> None:
         self.loop_cpu_fraction = fraction
 
     async def _one(self, sem: asyncio.Semaphore, ordinal: int, intended: int) -> None:
+        try:
+            await self._call(sem, ordinal, intended)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the executor's own failure: never a silently lost task
+            self._fail("a request's task died", exc)
+
+    async def _call(self, sem: asyncio.Semaphore, ordinal: int, intended: int) -> None:
         clock = self._clock
         async with sem:
             start = clock()
-            label, fn, args = self._dispatch(ordinal)
             if start - intended > self.drop_after_ns:
-                self._rec.record(label, "dropped", intended, None, start)
+                self._rec.record(self._drops.label_of(ordinal), "dropped", intended, None, start)
+                return
+            try:
+                label, fn, args = self._dispatch(ordinal)
+            except BaseException as exc:  # the payload generator failed: this request's outcome
+                now = clock()
+                self._rec.record(self._drops.error_label, "error", intended, now, now, error_name(exc))
                 return
             self._in_flight += 1
+            flags = 0
             try:
-                result = await asyncio.wait_for(fn(*args), self.timeout_s)
+                result = await asyncio.wait_for(guarded(fn(*args)), self.timeout_s)
+                if self._flags_of is not None:
+                    flags = self._flags_of(result)
             except asyncio.TimeoutError:
                 self._rec.record(label, "timeout", intended, start, start + self.timeout_ns)
                 return
-            except Exception as exc:
+            except asyncio.CancelledError as exc:
+                if cancelled_by_loop():
+                    raise
                 self._rec.record(label, "error", intended, start, clock(), error_name(exc))
+                return
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt from the target: its failure
+                self._rec.record(label, "error", intended, start, clock(),
+                                 error_name(exc.exc if isinstance(exc, TargetRaised) else exc))
                 return
             finally:
                 self._in_flight -= 1
             end = clock()
-            self._rec.record(label, "ok", intended, start, end, None, self._flags_of(result) if self._flags_of else 0)
+            self._rec.record(label, "ok", intended, start, end, None, flags)
+
+    def _drop_backlog(self, ordinal: int, intended: int, now: int) -> None:
+        """Drop this request and every later one already past ``drop_after`` (in bulk)."""
+        ks, ts = self._cursor.overdue(now - self.t0_ns - self.drop_after_ns)
+        self._drops.record(np.concatenate(([ordinal], ks)), np.concatenate(([intended], ts + self.t0_ns)), now)
 
     async def _main(self) -> None:
         await run_measured(self._schedule_all, self._aopen, self._aclose, self._report_cpu)
@@ -238,13 +348,27 @@ class AsyncExecutor:
             return
         sem = asyncio.Semaphore(self.max_in_flight)
         tasks = set()
-        clock = self._clock
-        for ordinal, offset in self._schedule:
-            if self._stopping:
+        clock, cursor, drop_after = self._clock, self._cursor, self.drop_after_ns
+        unslept = 0
+        while not self._stopping:
+            req = cursor.next()
+            if req is None:
                 break
+            ordinal, offset = req
             intended = self.t0_ns + offset
-            if intended > clock() and not await self._wait_until(intended):
-                break
+            if intended > clock():
+                if not await self._wait_until(intended):
+                    break
+                unslept = 0
+            else:
+                now = clock()
+                if now - intended > drop_after:
+                    self._drop_backlog(ordinal, intended, now)
+                    continue
+                unslept += 1
+                if unslept >= _YIELD_EVERY:  # behind schedule: let the started calls run too
+                    unslept = 0
+                    await asyncio.sleep(0)
             if not sem.locked():  # a start the generator itself made late counts, waiting for a slot does not
                 self._lag[min((clock() - intended) // LAG_BUCKET_NS, LAG_BUCKETS)] += 1
             t = asyncio.ensure_future(self._one(sem, ordinal, intended))
@@ -253,7 +377,9 @@ class AsyncExecutor:
         if tasks:
             # wait_for inside each task bounds this by the timeout (+ queueing for the semaphore,
             # which the drop rule bounds)
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for r in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+                    self.errors.append(f"a request's task died: {type(r).__name__}: {r}")
 
     async def _wait_until(self, intended: int) -> bool:
         """Sleep to ``intended``; False when stop() came first."""
@@ -264,15 +390,32 @@ class AsyncExecutor:
 
     async def _schedule_callbacks(self) -> None:
         assert self._loop is not None
-        self._sweep_s = min(self.timeout_s / 20, 0.01)
+        self._sweep_s = max(0.001, min(self.timeout_s / 20, 0.01))  # a 1 ns timeout must not spin
         self._loop.call_later(self._sweep_s, self._sweep)
         clock, t0, lag, waiting = self._clock, self.t0_ns, self._lag, self._waiting
-        for ordinal, offset in self._schedule:
-            if self._stopping:
+        cursor, drop_after = self._cursor, self.drop_after_ns
+        unslept = 0
+        while not self._stopping:
+            req = cursor.next()
+            if req is None:
                 break
+            ordinal, offset = req
             intended = t0 + offset
-            if intended > clock() and not await self._wait_until(intended):
-                break
+            if intended > clock():
+                if not await self._wait_until(intended):
+                    break
+                unslept = 0
+            else:
+                now = clock()
+                if now - intended > drop_after:
+                    self._drop_backlog(ordinal, intended, now)
+                    continue
+                unslept += 1
+                if unslept >= _YIELD_EVERY:  # behind schedule: let the replies in
+                    unslept = 0
+                    await asyncio.sleep(0)
+                    if self._stopping:
+                        break
             if self._in_flight < self.max_in_flight and not waiting:
                 now = clock()
                 lag[min((now - intended) // LAG_BUCKET_NS, LAG_BUCKETS)] += 1
@@ -282,6 +425,6 @@ class AsyncExecutor:
         # every call ends by its deadline (the sweeper), so this wait is bounded by the timeout
         # plus the queue ahead of the last request (which the drop rule bounds)
         self._idle = self._loop.create_future()
-        if self._in_flight == 0 and not waiting:
+        if (self._in_flight == 0 and not waiting) or self.errors:
             self._idle.set_result(None)
         await self._idle

@@ -4,6 +4,10 @@ Closed-loop load hides stalls (a slow reply delays the next request, so fewer re
 the stall: coordinated omission). It is kept because teams ask for it, and the result
 says so: here a request's intended start *is* its actual start, so latency equals service
 time and lag is zero. Use an arrival-rate profile to measure latency honestly.
+
+As in the open-loop executors, a payload generator or target that raises anything
+(``SystemExit`` and ``KeyboardInterrupt`` included) is an ``error`` outcome with its type;
+a user that dies anyway is listed in ``errors`` (the run is then invalid).
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ import asyncio
 import random
 import threading
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Sequence
 
-from harness.engine.aio import run_measured, sleep_until
-from harness.engine.base import Dispatch, LagCounts, error_name, run_loop
+from harness.engine.aio import TargetRaised, cancelled_by_loop, guarded, run_guarded, run_measured, sleep_until
+from harness.engine.base import UNKNOWN_LABEL, Dispatch, LagCounts, error_name
 from harness.record.recorder import Recorder
 
 __all__ = ["UsersExecutor", "AsyncUsersExecutor"]
@@ -35,8 +39,10 @@ class UsersExecutor:
         flags_of: Optional[Callable[[Any], int]] = None,
         seed: Optional[int] = None,
         clock: Callable[[], int] = time.perf_counter_ns,
+        labels: Sequence[str] = (),
     ) -> None:
         self._users = users
+        self._error_label = labels[0] if len(labels) == 1 else UNKNOWN_LABEL
         self._dispatch = dispatch
         self._rec = recorder
         self.lag = LagCounts()  # stays empty: closed loop has no schedule to be late for
@@ -78,6 +84,13 @@ class UsersExecutor:
         return not self._stop.is_set() and self._clock() < end_at and (its is None or done < its)
 
     def _user(self, uid: int) -> None:
+        try:
+            self._user_loop(uid)
+        except BaseException as exc:  # never a silent death: the run would pass on what is left
+            self.errors.append(f"virtual user {uid} died: {type(exc).__name__}: {exc}")
+            self._stop.set()
+
+    def _user_loop(self, uid: int) -> None:
         clock, rec, users = self._clock, self._rec, self._users
         rng = random.Random(None if self._seed is None else self._seed * 100_003 + uid)
         end_at = self.t0_ns + self.duration_ns
@@ -86,21 +99,24 @@ class UsersExecutor:
             return
         done = 0
         while self._more(done, end_at):
-            label, fn, args = self._dispatch(self._begin())
+            label = self._error_label
             start = clock()
             try:
+                label, fn, args = self._dispatch(self._begin())
+                start = clock()
                 result = fn(*args)
+                flags = self._flags_of(result) if self._flags_of else 0
                 end = clock()
                 if end - start > self.timeout_ns:
                     rec.record(label, "timeout", start, start, start + self.timeout_ns)
                 else:
-                    rec.record(label, "ok", start, start, end, None, self._flags_of(result) if self._flags_of else 0)
-            except Exception as exc:
+                    rec.record(label, "ok", start, start, end, None, flags)
+            except BaseException as exc:  # the target's failure (SystemExit too) is data, not ours
                 end = clock()
                 if end - start > self.timeout_ns:  # past its deadline, a failure is a timeout too
                     rec.record(label, "timeout", start, start, start + self.timeout_ns)
                 else:
-                    rec.record(label, "error", start, start, end, type(exc).__name__)
+                    rec.record(label, "error", start, start, end, error_name(exc))
             finally:
                 self._end()
             done += 1
@@ -136,6 +152,15 @@ class AsyncUsersExecutor(UsersExecutor):
         return await sleep_until(self._clock, t_ns, self._stop.is_set)
 
     async def _auser(self, uid: int) -> None:
+        try:
+            await self._auser_loop(uid)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self.errors.append(f"virtual user {uid} died: {type(exc).__name__}: {exc}")
+            self._stop.set()
+
+    async def _auser_loop(self, uid: int) -> None:
         clock, rec, users, timeout_s = self._clock, self._rec, self._users, self.timeout_ns / 1e9
         rng = random.Random(None if self._seed is None else self._seed * 100_003 + uid)
         end_at = self.t0_ns + self.duration_ns
@@ -143,15 +168,23 @@ class AsyncUsersExecutor(UsersExecutor):
             return
         done = 0
         while self._more(done, end_at):
-            label, fn, args = self._dispatch(self._begin())
+            label = self._error_label
             start = clock()
             try:
-                result = await asyncio.wait_for(fn(*args), timeout_s)
-                rec.record(label, "ok", start, start, clock(), None, self._flags_of(result) if self._flags_of else 0)
+                label, fn, args = self._dispatch(self._begin())
+                start = clock()
+                result = await asyncio.wait_for(guarded(fn(*args)), timeout_s)
+                flags = self._flags_of(result) if self._flags_of else 0
+                rec.record(label, "ok", start, start, clock(), None, flags)
             except asyncio.TimeoutError:
                 rec.record(label, "timeout", start, start, start + self.timeout_ns)
-            except Exception as exc:
+            except asyncio.CancelledError as exc:
+                if cancelled_by_loop():
+                    raise
                 rec.record(label, "error", start, start, clock(), error_name(exc))
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt from the target: its failure
+                rec.record(label, "error", start, start, clock(),
+                           error_name(exc.exc if isinstance(exc, TargetRaised) else exc))
             finally:
                 self._end()
             done += 1
@@ -170,4 +203,4 @@ class AsyncUsersExecutor(UsersExecutor):
 
     def run(self, t0_ns: Optional[int] = None) -> None:
         self.t0_ns = self._clock() if t0_ns is None else t0_ns
-        run_loop(self._main())
+        run_guarded(self._main(), self.errors)

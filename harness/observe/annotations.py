@@ -156,6 +156,8 @@ class RunAnnotations:
             text = f"run {self._run.run_id} {status}" + (": " + ", ".join(parts) if parts else "")
             self._post("end", text, self._start_wall if self._start_wall is not None else end, end)
         self._queue.put(None)
+        if (result or {}).get("status") == "interrupted":
+            timeout_s = min(timeout_s, 2.0)  # a Ctrl-C'd run exits promptly, even with Grafana down
         self._sender.join(timeout=timeout_s)
         if self._sender.is_alive():
             self.errors.append(f"Grafana at {self.annotator.url}: annotations still unsent after {timeout_s:g} s")

@@ -4,12 +4,20 @@ run, alerts delivered to the harness's own webhook, everything removed afterward
 Why real binaries: "this run would have paged" is only true if the real rule engine
 evaluated the real rules on the real series. Ports are free loopback ports; data lives in
 a temporary directory that is deleted when the stack stops (also on Ctrl-C and errors).
+
+Nothing outlives the harness: both programs run under a parent-death signal
+(:func:`harness.lifecycle.spawn`), a :class:`~harness.lifecycle.Guardian` removes the folder
+if the harness is killed with -9, and a later start removes any folder whose owner (the pid
+in its ``owner`` file) is gone. The webhook listens on loopback only, on its own port, and
+records only posts to its per-run secret path.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -26,12 +34,15 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from harness.lifecycle import Guardian, held_signals, pid_alive, spawn
 from harness.observe import shipped
 
 __all__ = ["LocalStack", "StackError", "StackConfigError", "WebhookReceiver", "PrometheusClient", "find_binaries",
-           "missing_binaries_message"]
+           "missing_binaries_message", "remove_stale_stacks", "STACK_PREFIX", "OWNER_FILE"]
 
 WEBHOOK_PATH = "/alertmanager"
+STACK_PREFIX = "lbh-stack-"
+OWNER_FILE = "owner"
 
 
 class StackError(RuntimeError):
@@ -69,18 +80,40 @@ def _free_port(host: str = "127.0.0.1") -> int:
 
 
 class WebhookReceiver:
-    """Receives Alertmanager's webhook notifications (JSON) and keeps them, timestamped."""
+    """Receives Alertmanager's webhook notifications (JSON) and keeps them, timestamped.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    Always on loopback (Alertmanager runs next to us), never on the ``--metrics-addr`` a
+    user opened, and only at ``/alertmanager/<token>``, a per-run secret: anything else
+    gets 404 and is not recorded, so nobody can forge a "page" into a result."""
+
+    def __init__(self, port: int = 0) -> None:
         self.notifications: List[Dict[str, Any]] = []
+        self.rejected = 0
         self._lock = threading.Lock()
         self._event = threading.Condition(self._lock)
+        self._path = f"{WEBHOOK_PATH}/{secrets.token_urlsafe(18)}"
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            def _refuse(self) -> None:
+                with receiver._lock:
+                    receiver.rejected += 1
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                self._refuse()
+
             def do_POST(self) -> None:  # noqa: N802 - http.server API
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > 10_000_000:
+                if not hmac.compare_digest(self.path.encode(), receiver._path.encode()):
+                    self._refuse()
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if length < 0 or length > 10_000_000:
                     self.send_response(413)
                     self.end_headers()
                     return
@@ -101,11 +134,12 @@ class WebhookReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="lbh-webhook", daemon=True)
         self._thread.start()
-        self.url = f"http://{host}:{self._server.server_port}{WEBHOOK_PATH}"
+        self.port = self._server.server_port
+        self.url = f"http://127.0.0.1:{self.port}{self._path}"
 
     def wait_for(self, predicate, timeout_s: float) -> bool:
         """Wait until ``predicate(notifications)`` is true (or the timeout passes)."""
@@ -186,6 +220,41 @@ class PrometheusClient:
 # -- the stack ---------------------------------------------------------------------------------
 
 
+def _process_start(pid: int) -> Optional[str]:
+    """The start time of ``pid`` (clock ticks since boot, /proc), against pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def remove_stale_stacks(parent: Optional[Path] = None) -> List[Path]:
+    """Remove the stack folders under ``parent`` (the temp dir) whose owner is gone: a
+    harness killed before it could clean up. A folder without a readable owner file, or
+    owned on another host (a temp dir shared with a container), is left alone."""
+    parent = Path(parent or tempfile.gettempdir())
+    removed = []
+    try:
+        folders = [p for p in parent.glob(STACK_PREFIX + "*") if p.is_dir()]
+    except OSError:
+        return removed
+    for folder in folders:
+        try:
+            pid_s, started, host = ((folder / OWNER_FILE).read_text().split() + ["", "", ""])[:3]
+            pid = int(pid_s)
+        except (OSError, ValueError):
+            continue
+        started = "" if started == "-" else started
+        if pid == os.getpid() or (host and host != socket.gethostname()):
+            continue
+        alive = pid_alive(pid) and (not started or _process_start(pid) in (None, started))
+        if not alive:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 @dataclass
 class LocalStack:
     """Prometheus + Alertmanager on free loopback ports. Use as a context manager."""
@@ -203,7 +272,9 @@ class LocalStack:
         self.prometheus_url = ""
         self.alertmanager_url = ""
         self._procs: List[subprocess.Popen] = []
+        self._names: List[str] = []
         self._logs: Dict[str, Path] = {}
+        self._guardian: Optional[Guardian] = None
 
     # configuration ---------------------------------------------------------------------------
 
@@ -272,8 +343,12 @@ class LocalStack:
         msg = missing_binaries_message(found)
         if msg:
             raise StackError(msg)
-        self.dir = Path(tempfile.mkdtemp(prefix="lbh-stack-"))
+        remove_stale_stacks()
+        self.dir = Path(tempfile.mkdtemp(prefix=STACK_PREFIX))
         try:
+            (self.dir / OWNER_FILE).write_text(
+                f"{os.getpid()} {_process_start(os.getpid()) or '-'} {socket.gethostname()}\n")
+            self._guardian = Guardian(str(self.dir))
             am_port = _free_port(self.host)
             prom_port = _free_port(self.host)
             (self.dir / "alertmanager.yml").write_text(yaml.safe_dump(self._alertmanager_config(), sort_keys=False))
@@ -289,7 +364,7 @@ class LocalStack:
                 found["prometheus"], f"--config.file={self.dir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.dir / 'prom-data'}", f"--web.listen-address={self.host}:{prom_port}",
                 "--rules.alert.resend-delay=1s",  # the 1 m default hides the first alert from a late Alertmanager
-                "--enable-feature=exemplar-storage", "--web.enable-lifecycle",
+                "--enable-feature=exemplar-storage",  # no --web.enable-lifecycle: nobody may /-/quit it
             ])
             self.prometheus_url = f"http://{self.host}:{prom_port}"
             self.alertmanager_url = f"http://{self.host}:{am_port}"
@@ -305,10 +380,14 @@ class LocalStack:
         self._logs[name] = log
         fh = open(log, "wb")
         try:
-            self._procs.append(subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                start_new_session=True))  # Ctrl-C goes to us, not them
+            # dies with us even on kill -9; its own session: Ctrl-C goes to us, not to it
+            proc = spawn(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             fh.close()
+        self._procs.append(proc)
+        self._names.append(name)
+        if self._guardian is not None:
+            self._guardian.watch(proc.pid)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout_s
@@ -327,6 +406,18 @@ class LocalStack:
                     raise StackError(f"{name} not ready after {self.start_timeout_s:.0f} s: {self.log_tail(name)}")
                 time.sleep(0.1)
 
+    def exited(self) -> Optional[str]:
+        """None while both programs run; else which one exited, with its code and log tail."""
+        for name, proc in zip(self._names, self._procs):
+            code = proc.poll()
+            if code is not None:
+                return f"{name} exited with code {code}: {self.log_tail(name)}"
+        return None
+
+    @property
+    def pids(self) -> Dict[str, int]:
+        return {name: proc.pid for name, proc in zip(self._names, self._procs)}
+
     def log_tail(self, name: str, lines: int = 5) -> str:
         log = self._logs.get(name)
         if log is None or not log.exists():
@@ -334,6 +425,10 @@ class LocalStack:
         return " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
 
     def stop(self) -> None:
+        with held_signals():  # a signal now must not leave one program or the folder behind
+            self._stop()
+
+    def _stop(self) -> None:
         for proc in self._procs:
             if proc.poll() is None:
                 proc.terminate()
@@ -351,9 +446,13 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 pass  # unkillable (D state): nothing more a parent can do
         self._procs = []
+        self._names = []
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+        if self._guardian is not None:
+            self._guardian.release()
+            self._guardian = None
 
     def __enter__(self) -> "LocalStack":
         return self.start()

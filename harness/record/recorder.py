@@ -25,7 +25,8 @@ Hot path: :meth:`Recorder.record` only appends four ints to a per-(target, outco
 ``array('q')`` buffer (plus one ``list.append`` when there is an error type).  Buffers are
 folded into the histograms with numpy, vectorised (the HdrHistogram bucket index is
 computed for the whole batch and added with ``bincount``), every ``flush_every`` records
-per key and before any read.  The result is bit-for-bit the same as calling
+per key — on one flusher thread, so the recording threads' malloc arenas do not each grow
+to the fold's high-water mark — and before any read.  The result is bit-for-bit the same as calling
 ``HdrHistogram.record_value`` for every value (tested), at a fraction of the cost.
 
 Thread-safety model: a thread pool may share one Recorder.  ``record`` takes no lock under
@@ -42,8 +43,9 @@ time of each request relative to ``origin_ns`` (the run start on the same clock 
 recorded times; set it before the first record), like k6 and Prometheus: counts by
 outcome, cache hits, fallbacks, and a compact latency histogram (HdrHistogram bucketing at
 2 significant digits, ≤ 0.8 % error, stored as a dense array spanning only the buckets
-actually used).  Each window also counts the requests *intended* in it, so intended vs
-achieved rate can be plotted.  Memory is bounded: at most ``max_windows`` windows; when a
+actually used, int32).  Each window also counts the requests *intended* in it, so intended vs
+achieved rate can be plotted.  Memory is bounded: at most ``max_windows`` windows (900:
+15 minutes at 1 s, then coarser; a few MiB per target at most); when a
 run outlasts ``max_windows × window_s`` the windows merge pairwise and ``window_s``
 doubles (exactly, histograms add), so the series always covers the whole run at a
 resolution that coarsens.
@@ -54,6 +56,7 @@ from __future__ import annotations
 import base64
 import sys
 import threading
+import weakref
 import zlib
 from array import array
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -76,6 +79,7 @@ __all__ = [
     "Recorder",
     "histogram_stats",
     "value_at_percentile",
+    "window_latency",
 ]
 
 OUTCOMES: tuple[str, ...] = ("ok", "error", "timeout", "dropped")
@@ -102,6 +106,21 @@ _W_SLOTS = 7
 _WIN_HALF_MAG = 7  # coarse window histograms: 256 sub-buckets = 2 significant digits
 _WIN_HALF = 1 << _WIN_HALF_MAG
 _WIN_MASK = (1 << (_WIN_HALF_MAG + 1)) - 1
+
+
+def _flush_loop(ref: "weakref.ReferenceType[Recorder]", wake: threading.Event) -> None:
+    """The recorder's flusher thread: folds when woken (a buffer is full) and once a
+    second; ends once the recorder is garbage (it holds only a weak reference)."""
+    while True:
+        wake.wait(1.0)
+        wake.clear()
+        rec = ref()
+        if rec is None:
+            return
+        try:
+            rec.flush()
+        finally:
+            del rec
 
 
 def _new_hist() -> HdrHistogram:
@@ -239,8 +258,30 @@ def _win_highest(idx: int) -> int:
     return (sub << bucket) + (1 << bucket) - 1
 
 
+def window_latency(encoded: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """One encoded window's coarse latency histogram (an entry of ``encode()["targets"][t]["windows"]``)
+    as ``(bucket highest values in µs, counts)``, for readers of a result's windows (the regression
+    gate's bootstrap); two empty arrays when the window recorded no latency."""
+    w = _Window.decode(encoded)
+    if w.lat is None:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    idx = np.arange(w.lo, w.lo + w.lat.size, dtype=np.int64)
+    bucket = (idx >> _WIN_HALF_MAG) - 1
+    sub = (idx & (_WIN_HALF - 1)) + _WIN_HALF
+    low = bucket < 0
+    sub, bucket = np.where(low, sub - _WIN_HALF, sub), np.where(low, 0, bucket)
+    return (sub << bucket) + (1 << bucket) - 1, w.lat
+
+
+_WIN_INT32_LIMIT = 2**31 - 1
+
+
 class _Window:
-    """One time window of one target: counters and a dense span of coarse buckets."""
+    """One time window of one target: counters and a dense span of coarse buckets.
+
+    The span is stored as int32 (half the memory of int64: a run keeps up to
+    ``max_windows`` of these per target) and promoted to int64 before a bucket could pass
+    2**31 (only coarse windows of very long, very fast runs get there)."""
 
     __slots__ = ("counts", "lo", "lat")
 
@@ -254,18 +295,19 @@ class _Window:
         self._cover(lo, hi)
         assert self.lat is not None
         add = np.bincount(idx - self.lo, minlength=self.lat.size)
+        self._room(int(idx.size))
         self.lat += add[: self.lat.size]
 
     def _cover(self, lo: int, hi: int) -> None:
         if self.lat is None:
             self.lo = lo
-            self.lat = np.zeros(hi - lo + 1, dtype=np.int64)
+            self.lat = np.zeros(hi - lo + 1, dtype=np.int32)
             return
         cur_hi = self.lo + self.lat.size - 1
         if lo >= self.lo and hi <= cur_hi:
             return
         new_lo, new_hi = min(lo, self.lo), max(hi, cur_hi)
-        grown = np.zeros(new_hi - new_lo + 1, dtype=np.int64)
+        grown = np.zeros(new_hi - new_lo + 1, dtype=self.lat.dtype)
         grown[self.lo - new_lo : self.lo - new_lo + self.lat.size] = self.lat
         self.lo, self.lat = new_lo, grown
 
@@ -275,7 +317,18 @@ class _Window:
         if other.lat is not None:
             self._cover(other.lo, other.lo + other.lat.size - 1)
             assert self.lat is not None
+            self._room(int(other.lat.max()) if other.lat.size else 0)
             self.lat[other.lo - self.lo : other.lo - self.lo + other.lat.size] += other.lat
+
+    def _room(self, adding: int) -> None:
+        """Promote the span to int64 if ``adding`` more to one bucket could overflow int32."""
+        if self.lat is not None and self.lat.dtype == np.int32 and self.lat.size and \
+                int(self.lat.max()) + adding > _WIN_INT32_LIMIT:
+            self.lat = self.lat.astype(np.int64)
+
+    def nbytes(self) -> int:
+        """Bytes this window holds (its span and counters), for the memory bound's test."""
+        return (self.lat.nbytes if self.lat is not None else 0) + 8 * len(self.counts)
 
     def percentiles(self, ps: Sequence[float]) -> list[int | None]:
         if self.lat is None:
@@ -304,7 +357,8 @@ class _Window:
         w.counts = [int(c) for c in d["counts"]]
         if "lat" in d:
             w.lo = int(d["lo"])
-            w.lat = np.frombuffer(zlib.decompress(base64.b64decode(d["lat"])), dtype="<i8").astype(np.int64)
+            lat = np.frombuffer(zlib.decompress(base64.b64decode(d["lat"])), dtype="<i8")
+            w.lat = lat.astype(np.int32 if not lat.size or int(lat.max()) <= _WIN_INT32_LIMIT else np.int64)
         return w
 
 
@@ -343,10 +397,11 @@ class Recorder:
         *,
         origin_ns: int = 0,
         window_s: int = 1,
-        max_windows: int = 3600,
+        max_windows: int = 900,
         max_error_types: int = 32,
         flush_every: int = 8192,
         lock: bool | None = None,
+        background_flush: bool = True,
     ) -> None:
         if window_s < 1 or int(window_s) != window_s:
             raise ValueError(f"window_s must be a whole number of seconds >= 1, got {window_s!r}")
@@ -357,6 +412,12 @@ class Recorder:
         self.max_windows = int(max_windows)
         self.max_error_types = int(max_error_types)
         self._flush_len = 4 * max(1, int(flush_every))
+        # Folding happens on one thread (see _flush_due); recording threads fold inline
+        # only if it falls this far behind.
+        self._hard_len = 8 * self._flush_len
+        self.background_flush = bool(background_flush)
+        self._flusher: threading.Thread | None = None
+        self._flush_wake = threading.Event()
         # Guards everything but the appends in record(); re-entrant because reads nest.
         self._lock = threading.RLock()
         self._bufs: dict[str, dict[str, array]] = {}
@@ -401,7 +462,39 @@ class Recorder:
         if error_type is not None:
             self._pending_errors.append((target, error_type))
         if len(buf) >= self._flush_len:
+            self._flush_due(buf)
+
+    def _flush_due(self, buf: array) -> None:
+        """A buffer is full: wake the flusher thread (started on first need), or fold
+        inline when there is none or it fell ``_hard_len`` behind.
+
+        Why one thread: glibc gives each thread that allocates its own malloc arena, and
+        folding allocates numpy temporaries of ~100 kB–1 MB.  Folded by whichever of 32
+        workers filled the buffer, every worker's arena grows to that high-water mark
+        and keeps it: the harness's RSS rose ~10 MiB over the first minutes of a no-op
+        run at 2,000 rps, read as a leak.  On one thread it is one arena."""
+        if not self.background_flush or len(buf) >= self._hard_len:
             self.flush()
+            return
+        flusher = self._flusher
+        if flusher is None or not flusher.is_alive():  # first need, or after a fork
+            with self._lock:
+                if self._flusher is None or not self._flusher.is_alive():
+                    self._flusher = threading.Thread(target=_flush_loop, args=(weakref.ref(self), self._flush_wake),
+                                                     name="lbh-recorder-flush", daemon=True)
+                    self._flusher.start()
+        if not self._flush_wake.is_set():
+            self._flush_wake.set()
+
+    def memory_bytes(self) -> int:
+        """Bytes held in windows, histograms' counters and pending buffers (numpy/array
+        payloads; Python object overhead excluded): what the memory bound is about."""
+        with self._lock:
+            n = sum(w.nbytes() for wins in self._windows.values() for w in wins.values())
+            for key in self._keys.values():
+                n += key.buf.buffer_info()[1] * key.buf.itemsize
+                n += sum(counts_view(h).nbytes for h in key.hists.values())
+            return n
 
     def _record_locked(
         self,
@@ -416,6 +509,30 @@ class Recorder:
         """``record`` for free-threaded Python (no GIL to make the appends atomic)."""
         with self._lock:
             Recorder.record(self, target, outcome, intended_ns, start_ns, end_ns, error_type, flags)
+
+    def record_dropped(self, target: str, intended_ns: Any, end_ns: int) -> None:
+        """Record many requests given up at ``end_ns`` at once (``intended_ns``: an int64
+        array): what :meth:`record` with ``start_ns=None`` does for each, in one C call, so
+        a generator far behind its schedule accounts its backlog in bulk, not one by one."""
+        intended = np.asarray(intended_ns, dtype=np.int64)
+        if not intended.size:
+            return
+        rows = np.empty((intended.size, 4), dtype=np.int64)
+        rows[:, 0] = intended
+        rows[:, 1] = _NO_START
+        rows[:, 2] = end_ns
+        rows[:, 3] = 0
+        try:
+            buf = self._bufs[target]["dropped"]
+        except KeyError:
+            buf = self._new_key(target, "dropped").buf
+        if self.locked_record:
+            with self._lock:
+                buf.frombytes(rows.tobytes())
+        else:
+            buf.frombytes(rows.tobytes())  # one atomic C call under the GIL, like record()'s extend
+        if len(buf) >= self._flush_len:
+            self.flush()
 
     def _new_key(self, target: str, outcome: str) -> _Key:
         if outcome not in _OUTCOME_INDEX:
@@ -759,6 +876,7 @@ class Recorder:
             "count": total,
             "outcomes": counts,
             "errors": self.errors(target),
+            "failed_rate": ratio(total - ok, total),
             "error_rate": ratio(counts["error"], total),
             "timeout_rate": ratio(counts["timeout"], total),
             "dropped_rate": ratio(counts["dropped"], total),
@@ -860,7 +978,7 @@ class Recorder:
         Trend metrics (latency, service_time, lag) are in ms over all outcomes unless
         ``tags`` has ``outcome``; ``throughput`` counts requests that ran (not dropped)
         unless ``outcome`` is given, and its ``rate`` divides by ``duration_s`` (default:
-        the recorded span).
+        the recorded span). ``failed_rate`` = (error + timeout + dropped) / all records.
         """
         target = tags.get("target")
         kind = getattr(aggregation, "kind", str(aggregation))
@@ -890,6 +1008,8 @@ class Recorder:
             hits, fbs = self._flags(target, "ok")
         if metric in ("error_rate", "timeout_rate", "dropped_rate"):
             return counts[metric[: -len("_rate")]] / total if total else None
+        if metric == "failed_rate":  # k6's http_req_failed: every request that did not succeed
+            return (total - counts["ok"]) / total if total else None
         if metric in ("cache_hit_rate", "fallback_rate"):
             num = hits if metric == "cache_hit_rate" else fbs
             return num / counts["ok"] if counts["ok"] else None

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, TypedDict, Union
 
 import numpy as np
 
+from harness.record.recorder import Recorder
 from harness.run.runner import RESULT_SCHEMA
 
 __all__ = [
@@ -70,6 +71,7 @@ class TargetSummary(TypedDict, total=False):
     outcomes: Dict[str, int]               # ok, error, timeout, dropped
     errors: Dict[str, int]                 # error type -> count
     error_rate: Optional[float]
+    failed_rate: Optional[float]           # (error + timeout + dropped) / count: k6's http_req_failed
     timeout_rate: Optional[float]
     dropped_rate: Optional[float]
     cache_hit: int
@@ -128,6 +130,7 @@ class ThresholdEntry(TypedDict, total=False):
     observed: Optional[float]              # None: no data (a threshold with no data fails)
     ok: bool
     reason: Optional[str]
+    covers: str                            # which outcomes a latency threshold saw ("all outcomes" …)
 
 
 class Generator(TypedDict, total=False):
@@ -156,6 +159,7 @@ class Verdict(TypedDict, total=False):
     valid: bool
     aborted_by: List[str]
     scale_test_passed: bool                # scale-test results only
+    failure_threshold: Any                 # the failed-rate threshold judged, or "off" (and who said so)
 
 
 class Result(TypedDict, total=False):
@@ -164,7 +168,7 @@ class Result(TypedDict, total=False):
 
     schema: str                            # RESULT_SCHEMA
     run_id: str
-    status: str                            # completed | interrupted | aborted | partial (merged)
+    status: str                            # completed | interrupted | aborted | failed (a worker died) | partial
     started_at: str                        # ISO 8601, UTC
     finished_at: str
     elapsed_s: float
@@ -181,6 +185,8 @@ class Result(TypedDict, total=False):
     stack: Optional[Dict[str, Any]]
     histograms: Dict[str, Any]             # Recorder.encode(): what merge and the percentile spectrum read
     scale_test: Dict[str, Any]
+    merge: Dict[str, Any]                  # merged results: parts, coverage, forced / partial, problems
+    repeats: Dict[str, Any]                # ``run --repeat``: the pooled runs
 
 
 #: what every reader may count on (the rest is read with ``.get``): checked by :func:`load_result`
@@ -222,13 +228,23 @@ def load_result(path: Union[str, "os.PathLike[str]"]) -> Result:
         raise ResultError(f"{p}: verdict.exit_code: missing")
     if isinstance(code, bool) or not isinstance(code, int):
         raise ResultError(f"{p}: verdict.exit_code: expected an integer, got {code!r}")
+    problem = _shape_problem(data, _SHAPE, "")
+    if problem:
+        raise ResultError(f"{p}: {problem}")
+    if data.get("histograms") is not None:
+        try:
+            Recorder.decode(data["histograms"])
+        except Exception as exc:  # base64, zlib, HDR or a field of the wrong type: all "corrupt"
+            raise ResultError(f"{p}: histograms: corrupt encoding: {type(exc).__name__}: {exc}") from None
     return data  # type: ignore[return-value]
 
 
 def write_result(result: Mapping[str, Any], path: Union[str, "os.PathLike[str]"]) -> Path:
-    """Write ``result`` as JSON via a temporary file and rename, so a crash or a second
-    Ctrl-C never leaves half a file where a result was expected. Also writes the other
-    harness documents (a comparison, a knee search) the same way."""
+    """Write ``result`` as JSON via a temporary file, fsync and rename (and fsync the
+    folder), so a crash, a power cut or a second Ctrl-C never leaves half a file where a
+    result was expected. Mode 0644 less the umask, like any file the user writes (the
+    temporary file's 0600 would hide a container's result from the host user). Also writes
+    the other harness documents (a comparison, a knee search) the same way."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
@@ -236,7 +252,11 @@ def write_result(result: Mapping[str, Any], path: Union[str, "os.PathLike[str]"]
         with os.fdopen(fd, "w") as f:
             json.dump(result, f, indent=1, default=_jsonable)
             f.write("\n")
+            f.flush()
+            os.fchmod(f.fileno(), 0o644 & ~_umask())
+            os.fsync(f.fileno())
         os.replace(tmp, p)
+        _fsync_dir(p.parent)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -244,6 +264,117 @@ def write_result(result: Mapping[str, Any], path: Union[str, "os.PathLike[str]"]
             pass
         raise
     return p
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (another thread
+    creating a file meanwhile must not get a 0 umask)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (where the platform lets a folder be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- the checked shape
+# What the readers (compare, report, merge, soak, the summary) index or convert without
+# looking first. A spec is a type or a tuple of types; ``_Map(spec)``: an object of any
+# keys with values of ``spec``; ``_List(spec)``; a dict: an object whose listed keys, when
+# present, have those specs (other keys are free: newer writers may add some).
+
+class _Map:
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+
+class _List:
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+
+_INT = (int,)
+_NUM = (int, float)
+_OPT_NUM = (int, float, type(None))
+_STATS: Any = _Map(_OPT_NUM)  # HistogramStats
+_TARGET: Any = {
+    "count": _INT, "outcomes": _Map(_INT), "errors": _Map(_INT), "cache_hit": _INT, "fallback": _INT,
+    "error_rate": _OPT_NUM, "timeout_rate": _OPT_NUM, "dropped_rate": _OPT_NUM, "cache_hit_rate": _OPT_NUM,
+    "fallback_rate": _OPT_NUM, "latency": _STATS, "service_time": _STATS, "lag": _STATS,
+    "by_outcome": _Map(_Map(_STATS)),
+}
+_SHAPE: Any = {
+    "elapsed_s": _NUM,
+    "scenario": {"name": (str,), "target": (str,), "duration": _NUM, "timeout": _NUM, "thresholds": (dict,),
+                 "executor": (dict,), "profile": {"type": (str,), "segment": {"offset": _INT, "stride": _INT}}},
+    "summary": {"targets": _Map(_TARGET), "all": _TARGET, "clamped": _INT, "window_s": _NUM},
+    "timeseries": _List(_Map((int, float, type(None), str))),
+    "resources": {"summary": (dict,), "samples": _List((dict,))},
+    "generator": {"valid": (bool,), "reasons": _List((str,)), "worker_errors": _List((str,)),
+                  "abandoned_calls": _INT, "worker_processes": _INT},
+    "thresholds": _List({"metric": (str,), "expression": (str,), "ok": (bool,), "observed": _OPT_NUM}),
+    "verdict": {"passed": (bool,), "valid": (bool,), "thresholds_passed": (bool,), "aborted_by": _List((str,))},
+    "stack": (dict, type(None)),
+    "histograms": (dict, type(None)),
+}
+
+
+def _shape_problem(value: Any, spec: Any, path: str) -> Optional[str]:
+    """``"path: expected …, got …"`` for the first value off ``spec``, else None."""
+    where = path or "the document"
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            return f"{where}: expected an object, got {_describe(value)}"
+        for key, sub in spec.items():
+            if key in value:
+                problem = _shape_problem(value[key], sub, f"{path}.{key}" if path else key)
+                if problem:
+                    return problem
+        return None
+    if isinstance(spec, _Map):
+        if not isinstance(value, dict):
+            return f"{where}: expected an object, got {_describe(value)}"
+        for key, item in value.items():
+            problem = _shape_problem(item, spec.spec, f"{path}.{key}")
+            if problem:
+                return problem
+        return None
+    if isinstance(spec, _List):
+        if not isinstance(value, list):
+            return f"{where}: expected an array, got {_describe(value)}"
+        for i, item in enumerate(value):
+            problem = _shape_problem(item, spec.spec, f"{path}[{i}]")
+            if problem:
+                return problem
+        return None
+    kinds = spec
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if not ok:
+        return f"{where}: expected {' or '.join(_json_type(k) for k in kinds)}, got {_describe(value)}"
+    return None
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _json_type(kind: type) -> str:

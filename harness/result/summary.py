@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional
 
+from harness.config.thresholds import coverage, format_observed, metric_key
 from harness.exitcodes import ExitCode
 
 __all__ = ["format_summary", "run_duration"]
@@ -44,12 +45,12 @@ def format_summary(result: Dict[str, Any], result_path: str | None = None) -> st
         lines.append(f"\n{name}: {t['count']} requests  ok {o['ok']}  error {o['error']}  "
                      f"timeout {o['timeout']}  dropped {o['dropped']}")
         lines.append(head)
-        for metric, label in (("latency", "latency*"), ("service_time", "service time"), ("lag", "lag")):
+        for metric, label in (("latency", "latency*"), ("service_time", "service time"), ("lag", "start lag†")):
             s = t[metric]
             lines.append(f"  {label:<14}" + "".join(f"{_ms(s.get(k)):>9}" for k in
                                                    ("p50", "p90", "p95", "p99", "p99.9", "max")))
         rates = []
-        for key in ("error_rate", "timeout_rate", "dropped_rate", "cache_hit_rate", "fallback_rate"):
+        for key in ("failed_rate", "error_rate", "timeout_rate", "dropped_rate", "cache_hit_rate", "fallback_rate"):
             if t.get(key) is not None:
                 rates.append(f"{key} {t[key]:.2%}")
         if rates:
@@ -57,17 +58,18 @@ def format_summary(result: Dict[str, Any], result_path: str | None = None) -> st
         if t.get("errors"):
             lines.append("  errors: " + ", ".join(f"{k} {v}" for k, v in sorted(t["errors"].items())))
     lines.append("  (* latency is measured from each request's intended start: stalls are not hidden)")
+    lines.append("  († start lag: each request's actual start minus its intended start, waiting for a free worker "
+                 "included; the generator's own lateness is below)")
     if result["thresholds"]:
         lines.append("\nthresholds:")
         for th in result["thresholds"]:
-            mark = "PASS" if th["ok"] else "FAIL"
-            obs = "no data" if th["observed"] is None else f"{th['observed']:.4g}"
-            lines.append(f"  {mark}  {th['metric']}: {th['expression']}  (observed {obs})")
+            lines.append(_threshold_line(th))
+    lines.append(_failures_line(sc))
     stack = result.get("stack")
     if stack:
         lines.extend(_stack_lines(stack))
     g = result["generator"]
-    lines.append(f"\ngenerator: schedule lag p50 {_ms(g['schedule_lag_p50_ms'])} ms, p99 "
+    lines.append(f"\ngenerator: own lateness (where a worker was free) p50 {_ms(g['schedule_lag_p50_ms'])} ms, p99 "
                  f"{_ms(g['schedule_lag_p99_ms'])} ms (bound {g['lag_bound_ms']:g} ms); process CPU "
                  f"{g['cpu_percent_mean']:.0f} % of {g['cpu_count']} core(s)")
     if g.get("closed_loop"):
@@ -82,6 +84,35 @@ def format_summary(result: Dict[str, Any], result_path: str | None = None) -> st
     if result_path:
         lines.append(f"result: {result_path}")
     return "\n".join(lines)
+
+
+def _threshold_line(th: Mapping[str, Any]) -> str:
+    """``PASS  latency: p(95)<100ms  (observed 3.699 ms; all outcomes)``: the observed value
+    with its unit, and for latency which outcomes it covered."""
+    mark = "PASS" if th["ok"] else "FAIL"
+    obs = "no data" if th["observed"] is None else format_observed(th["metric"], th.get("aggregation", ""),
+                                                                   th["observed"])
+    covers = th.get("covers")
+    if covers is None and "covers" not in th:  # an older result: derive it
+        key = metric_key(th["metric"])
+        covers = coverage(key[0], dict(key[1])) if isinstance(key, tuple) else None
+    extra = f"; {covers}" if covers else ""
+    if th["observed"] is None and th.get("reason"):
+        extra += f"; {th['reason']}"
+    return f"  {mark}  {th['metric']}: {th['expression']}  (observed {obs}{extra})"
+
+
+def _failures_line(sc: Mapping[str, Any]) -> str:
+    """Whether failed requests were judged, said on every summary (turning it off is visible)."""
+    f = sc.get("failures")
+    if not f:
+        return "failures: not judged (a result from before failed_rate)"
+    if f.get("threshold") == "off":
+        return (f"failures: NOT JUDGED (failures.threshold: off, set by {f.get('source', '?')}); a run with no "
+                "successful request still fails")
+    judged = ", ".join(f.get("judged") or [f.get("threshold", "?")])
+    return (f"failures: judged, failed_rate {judged} (errors + timeouts + dropped over all requests; "
+            f"turn off with --failure-threshold off)")
 
 
 def _stack_lines(stack: Dict[str, Any]) -> List[str]:

@@ -59,6 +59,13 @@ class RunState:
         rate = self.profile.rate_at(min(t, self.duration_s))
         return None if rate is None else (float(rate) if t < self.duration_s else 0.0)
 
+    def intended_rate_over(self, seconds: float) -> Optional[float]:
+        """The schedule's mean rate over its first ``seconds`` (None for closed-loop users)."""
+        if seconds <= 0 or self.profile.rate_at(0.0) is None:
+            return None
+        count = self.profile.count(0.0, min(seconds, self.duration_s))
+        return None if count is None else float(count) / seconds
+
     def intended_so_far(self) -> int:
         count = self.profile.count(0.0, min(self.elapsed_s(), self.duration_s))
         return 0 if count is None else int(count)
@@ -185,7 +192,9 @@ class Progress:
         self._prev = (0.0, 0)
         self._live: Any = None
 
-    def line(self) -> str:
+    def line(self, final: bool = False) -> str:
+        """The progress line; ``final``: the run's whole-run figures (achieved rate over the
+        load's duration against the rate the schedule asked for over it), not the last second's."""
         st = self._state
         el = st.elapsed_s()
         rec = self._get_recorder()
@@ -193,6 +202,8 @@ class Progress:
             return f"[{st.scenario}] starting"
         c = rec.counts()
         done = sum(c.values())
+        if final:
+            return self._final_line(st, el, c, done)
         t_prev, n_prev = self._prev
         achieved = (done - n_prev) / (el - t_prev) if el > t_prev else 0.0
         self._prev = (el, done)
@@ -206,6 +217,18 @@ class Progress:
         target = f"of {intended:.1f}/s" if intended is not None else f"({st.in_flight()} users busy)"
         return (f"[{st.scenario}] {el:5.1f}s / {st.duration_s:.0f}s (-{remaining:.0f}s)  "
                 f"rate {achieved:7.1f}/s {target}  p95(1s) {p95_s}  "
+                f"done {done}  err {c['error']} timeout {c['timeout']} dropped {c['dropped']}"
+                + (f"  ({bad / done:.1%} bad)" if done else ""))
+
+    def _final_line(self, st: RunState, el: float, c: Dict[str, int], done: int) -> str:
+        # the schedule's duration, as the summary divides by; a run stopped early: its elapsed time
+        load_s = st.duration_s if st.duration_s and el >= 0.9 * st.duration_s else el
+        ran = done - c["dropped"]
+        achieved = ran / load_s if load_s > 0 else 0.0
+        intended = st.intended_rate_over(load_s)
+        target = f"of {intended:.1f}/s intended" if intended is not None else "(closed loop)"
+        bad = c["error"] + c["timeout"] + c["dropped"]
+        return (f"[{st.scenario}] done in {el:.1f}s  rate {achieved:.1f}/s {target} over {load_s:.1f}s  "
                 f"done {done}  err {c['error']} timeout {c['timeout']} dropped {c['dropped']}"
                 + (f"  ({bad / done:.1%} bad)" if done else ""))
 
@@ -228,8 +251,8 @@ class Progress:
         while not self._stop.wait(self._interval):
             self._emit()
 
-    def _emit(self) -> None:
-        text = self.line()
+    def _emit(self, final: bool = False) -> None:
+        text = self.line(final=final)
         if self._live is not None:
             self._live.update(self._text(text))
         else:
@@ -240,6 +263,6 @@ class Progress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
-            self._emit()
+            self._emit(final=True)
         if self._live is not None:
             self._live.stop()

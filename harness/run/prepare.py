@@ -21,10 +21,20 @@ DEFAULT_WARMUP_CALLS = 2
 
 
 def build_scenario_target(scenario: Scenario, *, registry: Any, tracer_provider: Any = None) -> Target:
+    """The scenario's target; whatever goes wrong while building it (a factory or a
+    payload generator's first call that raises) is a :class:`TargetError` naming the field."""
     sc = scenario
-    return build_target(sc.target, payload=sc.payload, mix=sc.mix, faults=sc.faults, workload=sc.workload,
-                        http=sc.http, max_in_flight=sc.executor.max_in_flight, seed=sc.seed,
-                        registry=registry, tracer_provider=tracer_provider)
+    try:
+        return build_target(sc.target, payload=sc.payload, mix=sc.mix, faults=sc.faults, workload=sc.workload,
+                            http=sc.http, max_in_flight=sc.executor.max_in_flight, seed=sc.seed,
+                            registry=registry, tracer_provider=tracer_provider)
+    except TargetError:
+        raise
+    except (Exception, SystemExit) as exc:  # a Ctrl-C (KeyboardInterrupt) still stops the run
+        field = "payload" if sc.payload else "target"
+        raise TargetError(f"{field}: building target {sc.target!r}"
+                          + (f" with payload {sc.payload!r}" if sc.payload else "")
+                          + f" failed: {type(exc).__name__}: {exc}") from None
 
 
 def warm_up(target: Target, scenario: Scenario, calls: Optional[int] = None) -> None:
@@ -41,12 +51,15 @@ def warm_up(target: Target, scenario: Scenario, calls: Optional[int] = None) -> 
     for k in range(1000 * n):
         if not any(remaining.values()):
             break
-        label, fn, args = target.dispatch(k)
+        try:
+            label, fn, args = target.dispatch(k)
+        except (Exception, SystemExit):
+            return  # a failing payload generator fails in the run, where each request counts it
         if remaining.get(label, 0) > 0:
             remaining[label] -= 1
             try:
                 fn(*args)
-            except Exception:
+            except (Exception, SystemExit):
                 pass  # a failing target fails in the run, where it is counted
 
 
@@ -58,10 +71,10 @@ def make_executor(scenario: Scenario, target: Target, recorder: Recorder, *,
         if target.is_async:
             return AsyncUsersExecutor(sc.profile, target.dispatch, recorder, duration_s=sc.duration,
                                       timeout_s=sc.timeout, flags_of=flags_of, seed=sc.seed,
-                                      aopen=target.aopen, aclose=target.aclose)
+                                      aopen=target.aopen, aclose=target.aclose, labels=target.labels)
         return UsersExecutor(sc.profile, target.dispatch, recorder, duration_s=sc.duration,
-                             timeout_s=sc.timeout, flags_of=flags_of, seed=sc.seed)
-    schedule = sc.profile.arrivals()
+                             timeout_s=sc.timeout, flags_of=flags_of, seed=sc.seed, labels=target.labels)
+    schedule = sc.profile.arrival_batches()
     if target.is_async or sc.executor.type == "asyncio":
         if not target.is_async:
             raise TargetError("executor.type: asyncio needs an `async def` target")
@@ -69,7 +82,8 @@ def make_executor(scenario: Scenario, target: Target, recorder: Recorder, *,
                              max_in_flight=sc.executor.max_in_flight, timeout_s=sc.timeout,
                              drop_after_s=drop_after_s, flags_of=flags_of, aopen=target.aopen,
                              aclose=target.aclose, astart=target.astart, acancel=target.acancel,
-                             label=target.labels[0])
+                             label=target.labels[0], labels=target.labels)
     threads = max(1, min(sc.executor.threads, sc.executor.max_in_flight))
     return ThreadExecutor(schedule, target.dispatch, recorder, threads=threads,
-                          timeout_s=sc.timeout, drop_after_s=drop_after_s, flags_of=flags_of)
+                          timeout_s=sc.timeout, drop_after_s=drop_after_s, flags_of=flags_of,
+                          labels=target.labels)

@@ -6,11 +6,18 @@ that holds the GIL, or a rate the scheduler cannot keep up with, needs more proc
 Children send a snapshot of their recorder every second (for the live view) and the full
 encoded recorder at the end; HDR histograms add exactly, so the merged percentiles are
 those of the union.
+
+Workers never outlive the harness: each one dies with its parent (parent-death signal and
+a watchdog thread, :func:`harness.lifecycle.die_with_parent`), also on ``kill -9`` and while
+a queue write is blocked; :meth:`ProcessFleet.close` stops, drains and reaps them on every
+way out of a run. Ctrl-C and SIGHUP are the parent's to act on; SIGTERM to a worker stops
+it cleanly (its results still reach the parent).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue as queue_mod
 import signal
 import threading
@@ -22,8 +29,10 @@ from prometheus_client import CollectorRegistry
 
 from harness.config.scenario import ExecutorSettings, Scenario
 from harness.engine.base import LagCounts
+from harness.lifecycle import die_with_parent, in_long_lived_thread
 from harness.record.recorder import Recorder
 from harness.run.prepare import build_scenario_target, make_executor, warm_up
+from harness.targets import TargetError
 
 __all__ = ["ProcessFleet", "RecorderView"]
 
@@ -31,8 +40,19 @@ _SNAPSHOT_S = 1.0
 
 
 def _child(index: int, count: int, scenario: Scenario, options: Dict[str, Any], out: Any, t0_value: Any,
-           stop: Any) -> None:
+           stop: Any, parent_pid: int = 0) -> None:
+    if parent_pid:
+        die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    local = {"term": False, "running": False}
+
+    def on_term(*_: Any) -> None:  # stop cleanly; before the run there is nothing to keep
+        local["term"] = True
+        if not local["running"]:
+            raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         segment = _segmented(scenario, index, count)
         target = build_scenario_target(segment, registry=CollectorRegistry())
@@ -40,25 +60,31 @@ def _child(index: int, count: int, scenario: Scenario, options: Dict[str, Any], 
         out.put(("ready", index, None))
         # Shared values polled, not multiprocessing Events: a process that exits while it
         # sleeps on an Event's condition makes the next set() in the parent hang for ever.
-        while not t0_value.value and not stop.value:
+        while not t0_value.value and not stop.value and not local["term"]:
             time.sleep(0.001)
         t0 = t0_value.value
         recorder = Recorder(origin_ns=t0)
         executor = make_executor(segment, target, recorder)
+        local["running"] = True
+        if local["term"] or stop.value:
+            executor.stop()
 
         def watch() -> None:
             last = time.monotonic()
-            while not stop.value:
+            while not stop.value and not local["term"] and local["running"]:
                 time.sleep(0.05)
-                if time.monotonic() - last >= _SNAPSHOT_S:
+                if time.monotonic() - last >= _SNAPSHOT_S and local["running"]:
                     last = time.monotonic()
                     out.put(("snap", index, {"recorder": recorder.encode(), "lag": executor.lag.counts()}))
             executor.stop()
 
         threading.Thread(target=watch, daemon=True).start()
         executor.run(t0)
+        local["running"] = False  # no snapshot after the final one: nobody reads it
         out.put(("done", index, {"recorder": recorder.encode(), "lag": executor.lag.counts(),
-                                 "abandoned": executor.abandoned}))
+                                 "abandoned": executor.abandoned, "errors": list(executor.errors)}))
+    except TargetError as exc:  # a bad target or payload: the parent says so (exit 2)
+        out.put(("bad_target", index, str(exc)))
     except BaseException as exc:  # report, never hang the parent
         out.put(("error", index, f"{type(exc).__name__}: {exc}"))
 
@@ -115,16 +141,21 @@ class ProcessFleet:
         self.loop_cpu_fraction: Optional[float] = None
         self.pids: List[int] = []
         self._t0_ns = 0
+        self._closed = False
 
     def start(self) -> None:
         """Start the children and wait until each has built and warmed its target."""
         for i in range(self.count):
             p = self._ctx.Process(target=_child, name=f"lbh-worker-proc-{i}",
                                   args=(i, self.count, self.scenario, {"warmup_calls": self._warmup},
-                                        self._out, self._t0, self._stop), daemon=True)
-            p.start()
-            self._procs.append(p)
-            self.pids.append(p.pid)
+                                        self._out, self._t0, self._stop, os.getpid()), daemon=True)
+
+            def start(p: Any = p) -> None:  # forked by a long-lived thread, booked before a signal acts
+                p.start()
+                self._procs.append(p)
+                self.pids.append(p.pid)
+
+            in_long_lived_thread(start)
         ready = 0
         deadline = time.monotonic() + self._start_timeout
         while ready < self.count:
@@ -140,6 +171,9 @@ class ProcessFleet:
                 continue
             if kind == "ready":
                 ready += 1
+            elif kind == "bad_target":
+                self.stop()
+                raise TargetError(payload)
             elif kind == "error":
                 self.stop()
                 raise RuntimeError(f"worker process {index} failed to start: {payload}")
@@ -170,15 +204,50 @@ class ProcessFleet:
                 self.lag.set_part(index, payload["lag"])
             if kind == "done":
                 self._final[index] = payload
+                self.errors.extend(f"worker process {index}: {e}" for e in payload.get("errors", ()))
                 pending.discard(index)
             elif kind == "error":
                 self.errors.append(f"worker process {index}: {payload}")
                 pending.discard(index)
-        self._stop.value = 1
-        for p in self._procs:
-            p.join(timeout=5)
+        self._reap(timeout_s=5.0)
         for payload in self._final.values():
             self.abandoned += payload["abandoned"]
+
+    def _reap(self, timeout_s: float) -> None:
+        """Ask every worker to stop and wait for it, reading the queue meanwhile (a worker
+        exits only once what it wrote is read); then terminate, then kill, what is left."""
+        self._stop.value = 1
+        deadline = time.monotonic() + timeout_s
+        while any(p.is_alive() for p in self._procs) and time.monotonic() < deadline:
+            try:
+                self._out.get(timeout=0.05)
+            except (queue_mod.Empty, OSError, EOFError, ValueError):
+                pass
+        for p in self._procs:
+            if p.is_alive():
+                p.terminate()
+        for p in self._procs:
+            p.join(timeout=2)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=2)
+
+    def close(self) -> None:
+        """No worker left, on every way out of a run (an error, a signal while starting)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._reap(timeout_s=2.0)
+        for p in self._procs:
+            try:
+                p.close()
+            except ValueError:  # still running (unkillable): nothing more a parent can do
+                pass
+        try:
+            self._out.close()
+            self._out.join_thread()
+        except (OSError, ValueError, AssertionError):
+            pass
 
     def merged(self) -> Recorder:
         """The workers' final recorders merged (exact: HDR histograms add)."""

@@ -18,7 +18,7 @@ __all__ = ["ResourceSampler"]
 class ResourceSampler:
     """Samples in a daemon thread until ``stop()``; ``samples`` is bounded (``max_samples``)."""
 
-    def __init__(self, interval_s: float = 1.0, max_samples: int = 86_400, clock=time.monotonic,
+    def __init__(self, interval_s: float = 1.0, max_samples: int = 7_200, clock=time.monotonic,
                  extra_pids=()) -> None:
         self.interval_s = interval_s
         self.max_samples = max_samples

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import platform
 from importlib import metadata
-import signal
 import socket
 import sys
 import threading
@@ -27,9 +26,10 @@ from instrumentation import serve_metrics
 from harness import __version__
 from harness.config.scenario import Scenario
 from harness.config.thresholds import abort_due, evaluate, exit_code
-from harness.engine.base import Executor
+from harness.engine.base import Executor, accounting_problems
 from harness.events import PhaseStarted, RunEvents, RunFinished, RunStarted
 from harness.exitcodes import ExitCode
+from harness.lifecycle import SignalScope, held_signals, signal_scope
 from harness.observe.stack import LocalStack, PrometheusClient, StackError, WebhookReceiver
 from harness.observe.stack_report import fired_alerts, quantile_crosscheck, server_quantiles
 from harness.record.recorder import Recorder
@@ -59,6 +59,8 @@ class RunOptions:
     switch_interval_s: float = 0.0005        # GIL hand-off bound while the run lasts
     tracer_provider: Any = None
     stream: TextIO = field(default_factory=lambda: sys.stderr)
+    #: SIGINT/SIGTERM/SIGHUP for the whole run (harness.lifecycle): before the first request
+    #: they raise Interrupted after the cleanup, from then on they stop the run softly
     install_signal_handlers: bool = True
     #: started / phase / finished hooks (the CLI banner, annotations, the scale-test sampler)
     events: RunEvents = field(default_factory=RunEvents)
@@ -87,6 +89,7 @@ class Run:
         self.aborted_by: List[str] = []
         self._executor: Optional[Executor] = None
         self._stop_requested = threading.Event()
+        self._cut_short = threading.Event()  # an interruption: no settle, no waiting
         self.stack_urls: Dict[str, str] = {}
 
     # -- what listeners read (RunHandle) ---------------------------------------------------
@@ -115,6 +118,7 @@ class Run:
         """Stop scheduling; in-flight calls finish or time out; the result is still written."""
         if reason == "interrupted":
             self.interrupted = True
+            self._cut_short.set()
         self._stop_requested.set()
         if self._executor is not None:
             self._executor.stop()
@@ -122,46 +126,51 @@ class Run:
     # -- the run ----------------------------------------------------------------------
 
     def execute(self) -> Dict[str, Any]:
+        """The run, start to result. A signal before the first request (workers or stack
+        starting, warm-up) raises :class:`harness.lifecycle.Interrupted` once everything
+        started is stopped; from the first request on it stops the run and the partial
+        result comes back (``status: interrupted``, exit code 105)."""
+        with signal_scope(self.options.install_signal_handlers) as signals:
+            return self._execute(signals)
+
+    def _execute(self, signals: SignalScope) -> Dict[str, Any]:
         opts = self.options
         started_wall = datetime.now(timezone.utc)
-        fleet = target = None
-        if self.scenario.executor.workers > 1 or self.scenario.executor.type == "processes":
-            if self.scenario.closed_loop:
-                raise TargetError("executor.workers: closed-loop users run in one process; use --workers 1")
-            fleet = ProcessFleet(self.scenario, warmup_calls=opts.warmup_calls)
-            fleet.start()
-        else:
-            target = build_scenario_target(self.scenario, registry=self.registry,
-                                           tracer_provider=opts.tracer_provider)
-            warm_up(target, self.scenario, opts.warmup_calls)
-
-        server = stack = webhook = None
-        if opts.metrics_port is not None:
-            self.registry.register(LiveCollector(lambda: self.recorder, self.state))
-            try:  # RSS and CPU, for the memory-growth alert (unless the registry has them)
-                ProcessCollector(registry=self.registry)
-            except ValueError:
-                pass
-            server = serve_metrics(opts.metrics_port, opts.metrics_addr, self.registry)
-            self.metrics_url = server.url
+        parts: Dict[str, Any] = {}  # what was started, closed in reverse order
         try:
+            if self.scenario.executor.workers > 1 or self.scenario.executor.type == "processes":
+                if self.scenario.closed_loop:
+                    raise TargetError("executor.workers: closed-loop users run in one process; use --workers 1")
+                fleet = parts["fleet"] = ProcessFleet(self.scenario, warmup_calls=opts.warmup_calls)
+                fleet.start()
+            else:
+                parts["target"] = build_scenario_target(self.scenario, registry=self.registry,
+                                                        tracer_provider=opts.tracer_provider)
+                warm_up(parts["target"], self.scenario, opts.warmup_calls)
+            if opts.metrics_port is not None:
+                self.registry.register(LiveCollector(lambda: self.recorder, self.state))
+                try:  # RSS and CPU, for the memory-growth alert (unless the registry has them)
+                    ProcessCollector(registry=self.registry)
+                except ValueError:
+                    pass
+                server = parts["server"] = serve_metrics(opts.metrics_port, opts.metrics_addr, self.registry)
+                self.metrics_url = server.url
             if opts.stack == "local":
-                stack, webhook = self._start_stack(server)
-            return self._drive(fleet, target, stack, webhook, started_wall)
+                parts["stack"], parts["webhook"] = self._start_stack(parts.get("server"))
+            # From here on something is measured: a signal stops the run, never loses it.
+            with signals.soft(lambda: self.stop("interrupted")):
+                try:
+                    return self._drive(parts.get("fleet"), parts.get("target"), parts.get("stack"),
+                                       parts.get("webhook"), started_wall)
+                finally:
+                    _close(parts)
         finally:
-            if stack is not None:
-                stack.stop()
-            if webhook is not None:
-                webhook.close()
-            if server is not None:
-                server.close()
-            if target is not None:
-                target.close()
+            _close(parts)
 
     def _start_stack(self, server: Any):
         if server is None:
             raise StackError("--stack local needs the harness's /metrics: drop --no-metrics")
-        webhook = WebhookReceiver(self.options.metrics_addr)
+        webhook = WebhookReceiver()  # loopback, its own port, a per-run secret path
         try:
             stack = LocalStack({"harness": [f"{server.host}:{server.port}"]}, webhook_url=webhook.url).start()
         except BaseException:
@@ -204,10 +213,6 @@ class Run:
         # runs Python now; the default 5 ms switch interval would show up as schedule lag.
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(switch_interval, opts.switch_interval_s))
-        previous_handlers = {}
-        if opts.install_signal_handlers and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous_handlers[sig] = signal.signal(sig, lambda *_: self.stop("interrupted"))
         abort_watch = threading.Thread(target=self._watch, name="lbh-run-watch", daemon=True)
         opts.events.started.fire(RunStarted(self, t0_wall))
         if self._stop_requested.is_set():
@@ -233,8 +238,6 @@ class Run:
             sys.setswitchinterval(switch_interval)
             progress.stop()
             resources.stop()
-            for sig, h in previous_handlers.items():
-                signal.signal(sig, h)
         if fleet is not None:
             self._recorder = fleet.merged()
         recorder = self._recorder
@@ -253,10 +256,13 @@ class Run:
 
     def _stack_report(self, client: Any, webhook: Any, recorder: Recorder, t0_wall: float,
                       job: str) -> Dict[str, Any]:
-        """Let Prometheus scrape and evaluate once more, then ask it what it saw."""
-        time.sleep(self.options.settle_s)
+        """Let Prometheus scrape and evaluate once more (unless interrupted: then at once),
+        then ask it what it saw."""
+        settled = not self._cut_short.wait(self.options.settle_s)
         end = time.time()
         report: Dict[str, Any] = {"prometheus_url": client.url, **self.stack_urls}
+        if not settled:
+            report["settle"] = "interrupted: Prometheus asked without the last scrape and evaluation"
         try:
             report["alerts_fired"] = fired_alerts(client, t0_wall - 1.0, end)
             report["quantiles"] = quantile_crosscheck(client, recorder, job, end)
@@ -307,10 +313,14 @@ class Run:
             cpu_bound_fraction=self.options.cpu_bound_fraction,
             samples=res_summary["samples"],
         )
+        # a worker that died, or scheduled requests with no outcome: invalid, never passed
+        scheduled = None if self.interrupted or self.aborted_by or sc.closed_loop else sc.profile.count()
+        health.reasons.extend(accounting_problems(executor.errors, scheduled, sum(recorder.counts().values())))
         code = exit_code(results, invalid=not health.valid, interrupted=self.interrupted)
         if self.aborted_by and code == ExitCode.OK:
             code = ExitCode.THRESHOLDS_FAILED
-        status = "interrupted" if self.interrupted else ("aborted" if self.aborted_by else "completed")
+        status = "interrupted" if self.interrupted else ("aborted" if self.aborted_by else
+                                                         "failed" if executor.errors else "completed")
         return {
             "schema": RESULT_SCHEMA,
             "run_id": self.run_id,
@@ -337,10 +347,28 @@ class Run:
                 "thresholds_passed": all(r.ok for r in results),
                 "valid": health.valid,
                 "aborted_by": self.aborted_by,
+                "failure_threshold": sc.failures.get("threshold"),  # "off" when failures were not judged
             },
             "stack": stack_report,
             "histograms": recorder.encode(),
         }
+
+
+def _close(parts: Dict[str, Any]) -> None:
+    """Stop what a run started, newest first, each once; signals wait meanwhile (a second
+    Ctrl-C must not leave Prometheus or a worker behind)."""
+    first: Optional[BaseException] = None
+    with held_signals():
+        for key, method in (("fleet", "close"), ("stack", "stop"), ("webhook", "close"), ("server", "close"),
+                            ("target", "close")):
+            part = parts.pop(key, None)
+            try:
+                if part is not None:
+                    getattr(part, method)()
+            except Exception as exc:  # the others are still stopped
+                first = first or exc
+    if first is not None:
+        raise first
 
 
 def _with_alerts(source: Callable[..., Optional[float]], stack_report: Optional[Dict[str, Any]]):

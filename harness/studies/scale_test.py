@@ -13,7 +13,9 @@ cause and effect on one clock: the run's elapsed seconds.
 Verdicts, computed from the timeline (see :func:`analyse`):
 
 * **time to scale up**: from the first sample where an HPA metric is above its target to
-  the first sample where ``desiredReplicas`` exceeds its initial value; fails when it is
+  the first sample where ``desiredReplicas`` exceeds its initial value — the replica count
+  read *before* the run (the Deployment's ``spec.replicas`` at preflight), not the first
+  sample's, which may already show a scale-up that happened in the first interval; fails when it is
   over ``--max-scale-up-seconds`` (default 300 s: "time to scale up < 5 min"), when no
   metric ever crossed its target (the ramp did not test scaling) or when the HPA never
   scaled up after the crossing;
@@ -53,6 +55,7 @@ from harness.events import RunHandle, RunStarted
 from harness.exitcodes import ExitCode
 from harness.result.schema import Result
 from harness.run.runner import Run, RunOptions
+from harness.run.service import served
 from harness.studies.kube import HpaStatus, Kube, KubeError, KubeUnavailable
 
 __all__ = [
@@ -99,6 +102,18 @@ class Preflight:
     hpa: HpaStatus
     deployment: str
     selector: Optional[str]
+    #: replicas before any load (the Deployment's spec.replicas, else the HPA's current/desired)
+    initial_replicas: Optional[int] = None
+    #: ready replicas before any load
+    initial_ready: Optional[int] = None
+
+    @property
+    def baseline(self) -> Optional[Tuple[int, int]]:
+        """``(replicas, ready)`` before the run, for :func:`analyse`; None when unknown."""
+        if self.initial_replicas is None:
+            return None
+        return self.initial_replicas, int(self.initial_ready if self.initial_ready is not None
+                                          else self.initial_replicas)
 
 
 # ----------------------------------------------------------------------------- cluster side
@@ -124,7 +139,10 @@ def preflight(kube: Kube, cfg: ScaleTestConfig) -> Preflight:
     if not hpa.metrics:
         raise KubeError(f"HorizontalPodAutoscaler {cfg.hpa!r} in namespace {cfg.namespace!r} has no spec.metrics "
                         "(is it autoscaling/v2 with metrics?)")
-    return Preflight(hpa=hpa, deployment=deployment, selector=dep.selector)
+    before = next((int(v) for v in (dep.spec_replicas, hpa.current_replicas, hpa.desired_replicas) if v is not None),
+                  None)
+    return Preflight(hpa=hpa, deployment=deployment, selector=dep.selector, initial_replicas=before,
+                     initial_ready=dep.ready)
 
 
 class Sampler:
@@ -304,8 +322,10 @@ def _first(samples: List[Dict[str, Any]], pred: Callable[[Dict[str, Any]], bool]
     return next((s for s in samples if s["t_s"] >= after and pred(s)), None)
 
 
-def analyse(timeline: List[Dict[str, Any]], cfg: ScaleTestConfig) -> Dict[str, Any]:
-    """The verdicts of a timeline (see the module docstring)."""
+def analyse(timeline: List[Dict[str, Any]], cfg: ScaleTestConfig,
+            baseline: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
+    """The verdicts of a timeline (see the module docstring). ``baseline``: ``(replicas,
+    ready)`` read before the run (:attr:`Preflight.baseline`); without it the first sample's."""
     ok = [s for s in timeline if not s.get("error") and s.get("desired_replicas") is not None]
     under_load = [s for s in ok if not s.get("after_load")]
     res: Dict[str, Any] = {"resolution_s": cfg.interval_s, "samples": len(timeline),
@@ -317,10 +337,14 @@ def analyse(timeline: List[Dict[str, Any]], cfg: ScaleTestConfig) -> Dict[str, A
         return res
 
     first = ok[0]
-    initial_desired = int(first["desired_replicas"] or first.get("current_replicas") or 1)
-    initial_ready = int(first.get("ready_replicas") or 0)
+    if baseline is not None:  # before the run: the HPA may have scaled before the first sample
+        initial_desired, initial_ready = int(baseline[0]), int(baseline[1])
+    else:
+        initial_desired = int(first["desired_replicas"] or first.get("current_replicas") or 1)
+        initial_ready = int(first.get("ready_replicas") or 0)
     res["initial_replicas"] = initial_desired
     res["initial_ready_replicas"] = initial_ready
+    res["initial_replicas_from"] = "before the run" if baseline is not None else "the first sample"
 
     crossed = _first(ok, lambda s: bool(s.get("above_target")))
     scaled = _first(ok, lambda s: int(s["desired_replicas"] or 0) > initial_desired)
@@ -511,7 +535,8 @@ def run_scale_test(scenario: Scenario, kube: Kube, cfg: ScaleTestConfig, options
     opts = options or RunOptions(metrics_port=None, progress="off")
     listener = opts.events.started.add_listener(sampler.on_started)
     try:
-        result = Run(scenario, opts).execute()
+        with served(scenario) as (aimed, _service):  # a scenario's service: started for this run
+            result = Run(aimed, opts).execute()
     finally:
         opts.events.started.remove_listener(listener)
         sampler.stop(final=sampler.started)
@@ -519,12 +544,13 @@ def run_scale_test(scenario: Scenario, kube: Kube, cfg: ScaleTestConfig, options
     if cfg.watch_down_s > 0 and sampler.started and result.get("status") == "completed":
         first_ok = next((s for s in sampler.timeline if not s.get("error") and s.get("desired_replicas") is not None),
                         None)
-        back_to = int(first_ok["desired_replicas"]) if first_ok else pre.hpa.min_replicas or 1
+        back_to = (pre.initial_replicas if pre.initial_replicas is not None
+                   else int(first_ok["desired_replicas"]) if first_ok else pre.hpa.min_replicas or 1)
         if stream is not None:
             print(f"harness: scale-test: load done; watching the replicas return to {back_to} "
                   f"(at most {cfg.watch_down_s:g}s, Ctrl-C ends the watch)", file=stream, flush=True)
         watch_end = sampler.watch_down(cfg.watch_down_s, back_to)
-    verdicts = {**analyse(sampler.timeline, cfg), "scale_down_watch": watch_end}
+    verdicts = {**analyse(sampler.timeline, cfg, pre.baseline), "scale_down_watch": watch_end}
     scale = {
         "schema": SCALE_SCHEMA,
         "kubernetes": {"source": kube.source, "api_server": kube.host, "namespace": cfg.namespace,

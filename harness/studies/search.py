@@ -20,21 +20,45 @@ its bound, or the process saturating the CPUs) — the search **stops and says s
 numbers at that rate describe the harness, not the target, so the knee is reported only as
 "at least" the last valid passing rate (``status: generator-limited``), never guessed.
 
+**Rate-dependent thresholds follow the step's rate.** A scenario's ``throughput`` thresholds
+(``rate`` and ``count``) are written for its own rate (``rate>=76`` at 80 rps: 95 %); at each
+step they are rescaled by step rate / scenario rate (``rate>=9.5`` at 10 rps), so a
+throughput floor means the same share of the offered rate at every step instead of failing
+every step below it.  The scenario's rate is its mean (expected requests / duration).
+
+**What limited the knee** (``limit``): the first failing step above the knee is classified —
+``generator`` (the step was invalid), ``errors`` (a failure threshold failed: failed_rate,
+error/timeout/dropped rate, no successful request; with the error types seen),
+``latency`` (a latency/service-time threshold), ``throughput`` (the target completed
+less than ``min_achieved`` of the offered rate) — and, when the target runs in its own
+process (a scenario ``service``), its CPU at that step is measured: ``target-cpu`` when it
+used at least ``cpu_saturated`` (90 %) of the cores left to it (``cpu_count`` minus what
+the generator used), or at least ``cpu_one_core`` (0.85) cores — near the one core a single
+Python process's GIL-bound code can use — with the failing criterion as the symptom.
+
+**A scenario with a ``service``** (:mod:`harness.run.service`) is searched against one
+service process started before the first step and stopped after the last, so the
+generator and the target never share an interpreter, and the target's CPU is its own.
+
 Closed-loop (``users``) scenarios have no arrival rate to search; they are refused.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from harness.config.scenario import Scenario, scenario_from_dict
+from harness.config.thresholds import ThresholdError, format_observed, parse_expression, parse_metric
 from harness.exitcodes import ExitCode
 from harness.result.summary import run_duration
 from harness.run.runner import Run, RunOptions
+from harness.run.service import ManagedService, served
 
-__all__ = ["SearchSettings", "SearchError", "search", "step_scenario", "format_search", "search_exit_code",
-           "SEARCH_SCHEMA"]
+__all__ = ["SearchSettings", "SearchError", "search", "step_scenario", "scaled_thresholds", "classify_limit",
+           "format_search", "search_exit_code", "SEARCH_SCHEMA"]
 
 SEARCH_SCHEMA = "harness.studies.search/1"
 
@@ -55,6 +79,8 @@ class SearchSettings:
     min_rate: Optional[float] = None  # stop the descent below this (default start_rate / 8)
     invalid_retries: int = 1         # re-measure an invalid step this often before concluding
     keep_results: bool = False
+    cpu_saturated: float = 0.9       # target CPU share (of the cores left to it) called saturated
+    cpu_one_core: float = 0.85       # ... or this many cores: one interpreter's GIL-bound ceiling
 
     def check(self) -> None:
         problems = []
@@ -74,14 +100,61 @@ class SearchSettings:
             raise SearchError("; ".join(problems))
 
 
+def _base_rate(base: Scenario) -> Optional[float]:
+    """The scenario's own (mean) arrival rate: expected requests / duration."""
+    try:
+        n = base.profile.expected_count()
+    except Exception:
+        return None
+    return float(n) / base.duration if n and base.duration else None
+
+
+def _scale_expression(metric: str, expr: str, factor: float) -> str:
+    th = parse_expression(metric, expr)
+    if th.aggregation.kind not in ("rate", "count"):
+        return expr
+    return f"{th.aggregation}{th.op}{th.value * factor:.6g}"
+
+
+def scaled_thresholds(thresholds: Mapping[str, Any], factor: float) -> Dict[str, Any]:
+    """``thresholds`` with every ``throughput`` rate/count threshold multiplied by ``factor``
+    (step rate / scenario rate); other metrics unchanged.  The success guard (``count>0``)
+    stays as it is."""
+    out: Dict[str, Any] = {}
+    for metric, exprs in thresholds.items():
+        try:
+            name, _tags = parse_metric(metric)
+        except ThresholdError:
+            out[metric] = exprs
+            continue
+        if name != "throughput" or factor == 1.0:
+            out[metric] = exprs
+            continue
+        items = [exprs] if isinstance(exprs, (str, Mapping)) else list(exprs)
+        scaled: List[Any] = []
+        for item in items:
+            expr = item.get("threshold") if isinstance(item, Mapping) else item
+            if not isinstance(expr, str) or expr.replace(" ", "") == "count>0":
+                scaled.append(item)
+                continue
+            new = _scale_expression(metric, expr, factor)
+            scaled.append({**item, "threshold": new} if isinstance(item, Mapping) else new)
+        out[metric] = scaled
+    return out
+
+
 def step_scenario(base: Scenario, rate: float, duration_s: float) -> Scenario:
-    """``base`` at a constant ``rate`` for ``duration_s`` (everything else unchanged)."""
+    """``base`` at a constant ``rate`` for ``duration_s`` (everything else unchanged, but its
+    throughput thresholds rescaled to ``rate``: :func:`scaled_thresholds`)."""
     if base.closed_loop:
         raise SearchError(f"scenario {base.name!r} is closed-loop (users): there is no arrival rate to search")
     d = base.to_dict()
     arrival = (d.get("profile") or {}).get("arrival", "uniform")
     data = {k: v for k, v in d.items() if k not in ("profile", "duration")}
     data["name"] = f"{base.name}@{rate:g}rps"
+    own = _base_rate(base)
+    if own:
+        data["thresholds"] = scaled_thresholds(d.get("thresholds") or {}, float(rate) / own)
     return scenario_from_dict(data, overrides={"profile": {"type": "constant", "rate": float(rate), "arrival": arrival},
                                                "duration": float(duration_s)}, env={}, source="search")
 
@@ -101,8 +174,13 @@ def _evidence(rate: float, result: Mapping[str, Any], settings: SearchSettings, 
     duration = run_duration(result)
     ran = int(summ.get("count") or 0) - int((summ.get("outcomes") or {}).get("dropped", 0))
     achieved = ran / duration if duration else None
-    failed = [f"{t['metric']} {t['expression']} (observed {t['observed']if t['observed'] is None else round(t['observed'], 4)})"
+    failed = [f"{t['metric']} {t['expression']} (observed "
+              + ("no data" if t["observed"] is None else format_observed(t["metric"], t.get("aggregation", ""),
+                                                                           t["observed"])) + ")"
               for t in result.get("thresholds") or [] if not t.get("ok")]
+    failed_metrics = sorted({"no-success" if str(t.get("expression", "")).replace(" ", "") == "count>0"
+                             else str(t["metric"]).split("{")[0]
+                             for t in result.get("thresholds") or [] if not t.get("ok")})
     gen = result.get("generator") or {}
     valid = bool(gen.get("valid", True))
     enough = achieved is not None and achieved >= settings.min_achieved * rate
@@ -122,8 +200,14 @@ def _evidence(rate: float, result: Mapping[str, Any], settings: SearchSettings, 
         "p95_ms": lat.get("p95"),
         "p99_ms": lat.get("p99"),
         "error_rate": summ.get("error_rate"),
+        "failed_rate": summ.get("failed_rate"),
+        "errors": dict(summ.get("errors") or {}),
+        "outcomes": dict(summ.get("outcomes") or {}),
+        "failed_metrics": failed_metrics,
+        "throughput_short": not enough,
         "schedule_lag_p99_ms": gen.get("schedule_lag_p99_ms"),
         "cpu_percent_mean": gen.get("cpu_percent_mean"),
+        "cpu_count": gen.get("cpu_count"),
         "run_id": result.get("run_id"),
         "exit_code": (result.get("verdict") or {}).get("exit_code"),
     }
@@ -139,14 +223,25 @@ def search(base: Scenario, settings: Optional[SearchSettings] = None, *,
     if base.closed_loop:
         raise SearchError(f"scenario {base.name!r} is closed-loop (users): there is no arrival rate to search")
     runner = run_step or _default_runner(run_options)
+    with served(base) as (aimed, service):  # a scenario's service: one process for every step
+        return _search(base, aimed, service, s, runner, on_step)
+
+
+def _search(base: Scenario, aimed: Scenario, service: Optional[ManagedService], s: SearchSettings,
+            runner: Callable[[Scenario], Dict[str, Any]],
+            on_step: Optional[Callable[[Dict[str, Any]], None]]) -> Dict[str, Any]:
     steps: List[Dict[str, Any]] = []
     results: List[Dict[str, Any]] = []
     min_rate = s.min_rate if s.min_rate is not None else s.start_rate / 8.0
 
     def probe(rate: float, phase: str) -> Dict[str, Any]:
         for attempt in range(max(0, s.invalid_retries) + 1):
-            result = runner(step_scenario(base, rate, s.step_duration_s))
+            cpu0, t0 = (service.cpu_seconds() if service is not None else None), time.monotonic()
+            result = runner(step_scenario(aimed, rate, s.step_duration_s))
+            cpu1, t1 = (service.cpu_seconds() if service is not None else None), time.monotonic()
             ev = _evidence(rate, result, s, phase if attempt == 0 else f"{phase} (retry)")
+            ev["target_cpu_cores"] = (round((cpu1 - cpu0) / (t1 - t0), 3)
+                                      if cpu0 is not None and cpu1 is not None and t1 > t0 else None)
             steps.append(ev)
             if s.keep_results:
                 results.append(result)
@@ -217,6 +312,10 @@ def search(base: Scenario, settings: Optional[SearchSettings] = None, *,
         message = (f"stopped after {len(steps)} steps (max_steps); bracket "
                    f"[{lo if lo is None else f'{lo:.4g}'}, {hi if hi is None else f'{hi:.4g}'}] rps")
     knee = lo if status in ("found", "above-max-rate", "step-limit") else None
+    limiting = _limiting_step(steps, hi, status)
+    limit = classify_limit(limiting, s) if limiting is not None else None
+    if limit is not None:
+        message += ("" if message.endswith(".") else ".") + f" Limited by: {limit['detail']}."
     out = {
         "schema": SEARCH_SCHEMA,
         "scenario": base.to_dict(),
@@ -225,10 +324,16 @@ def search(base: Scenario, settings: Optional[SearchSettings] = None, *,
         "at_least_rps": lo,
         "bracket": [lo, hi],
         "message": message,
+        "limit": limit,
+        "target_process": ({"command": service.command, "pid": service.pid} if service is not None
+                           else "in-process (the generator's own process)"),
         "settings": {k: getattr(s, k) for k in ("start_rate", "max_rate", "factor", "precision", "step_duration_s",
                                                 "min_achieved", "max_steps")},
         "criteria": ["every scenario threshold: " + ", ".join(f"{t.metric} {t.expression}"
-                                                             for t in base.parsed_thresholds),
+                                                             for t in base.parsed_thresholds)
+                     + (" (throughput thresholds rescaled to each step's rate)"
+                        if any(t.name == "throughput" and t.expression.replace(" ", "") != "count>0"
+                               for t in base.parsed_thresholds) else ""),
                      f"achieved rate >= {s.min_achieved:.0%} of the offered rate",
                      "the run is valid (the generator was not the limit)"],
         "steps": steps,
@@ -238,18 +343,89 @@ def search(base: Scenario, settings: Optional[SearchSettings] = None, *,
     return out
 
 
+def _limiting_step(steps: List[Dict[str, Any]], hi: Optional[float], status: str) -> Optional[Dict[str, Any]]:
+    """The step that bounds the knee from above: the last step at the lowest failing rate
+    (or the invalid one that stopped the search)."""
+    if not steps:
+        return None
+    if status == "generator-limited":
+        return steps[-1]
+    if hi is None:
+        return None
+    at_hi = [st for st in steps if st["rate"] == hi and not st["passed"]]
+    return at_hi[-1] if at_hi else None
+
+
+_ERROR_METRICS = ("failed_rate", "error_rate", "timeout_rate", "dropped_rate", "no-success")
+_LATENCY_METRICS = ("latency", "service_time")
+
+
+def classify_limit(step: Mapping[str, Any], settings: Optional[SearchSettings] = None) -> Dict[str, Any]:
+    """What stopped ``step`` from passing: ``generator`` | ``target-cpu`` | ``errors`` |
+    ``latency`` | ``throughput`` | ``thresholds``, with a one-line ``detail`` naming the
+    evidence (see the module docstring)."""
+    s = settings or SearchSettings()
+    failed = set(step.get("failed_metrics") or [])
+    symptoms: List[str] = []
+    if any(m in failed for m in _ERROR_METRICS):
+        errs = ", ".join(f"{k} x{v}" for k, v in sorted((step.get("errors") or {}).items(), key=lambda kv: -kv[1])[:3])
+        o = step.get("outcomes") or {}
+        fr = step.get("failed_rate")
+        symptoms.append("errors: " + (f"{fr:.1%} of requests failed" if fr is not None else "failures")
+                        + (f" (timeout {o.get('timeout', 0)}, dropped {o.get('dropped', 0)}"
+                           + (f"; {errs}" if errs else "") + ")" if o else ""))
+    if any(m in failed for m in _LATENCY_METRICS):
+        p95 = step.get("p95_ms")
+        symptoms.append("latency" + (f": p95 {p95:.1f} ms" if p95 is not None else ""))
+    if step.get("throughput_short") or "throughput" in failed:
+        a = step.get("achieved_rps")
+        symptoms.append("throughput" + (f": achieved {a:.1f} of {step['rate']:.4g} rps offered" if a is not None else ""))
+    if not step.get("valid", True):
+        kind = "generator"
+        detail = "the generator (" + "; ".join(step.get("generator_reasons") or ["invalid run"]) + ")"
+        return {"kind": kind, "detail": detail, "rate": step["rate"], "symptoms": symptoms,
+                "target_cpu_cores": step.get("target_cpu_cores")}
+    kind = symptoms[0].split(":")[0] if symptoms else "thresholds"
+    cpu = step.get("target_cpu_cores")
+    cores = step.get("cpu_count") or os.cpu_count() or 1
+    gen_cores = (step.get("cpu_percent_mean") or 0.0) / 100.0  # psutil: percent of one core
+    left = max(cores - gen_cores, 0.5)
+    detail = "; ".join(symptoms) or "a threshold failed"
+    if cpu is not None:
+        share = cpu / left
+        if share >= s.cpu_saturated:
+            kind = "target-cpu"
+            detail = (f"target CPU: the target process used {cpu:.2f} cores of the {left:.2f} left to it by the "
+                      f"generator ({share:.0%}) at {step['rate']:.4g} rps; symptom: {detail}")
+        elif cpu >= s.cpu_one_core:
+            kind = "target-cpu"
+            detail = (f"target CPU: the target process used {cpu:.2f} cores at {step['rate']:.4g} rps, near the one "
+                      f"core a single Python process's GIL-bound code can use ({left:.2f} left to it by the generator); "
+                      f"symptom: {detail}")
+        else:
+            detail += f" (target process CPU {cpu:.2f} of {left:.2f} cores: not CPU-saturated)"
+    return {"kind": kind, "detail": detail, "rate": step["rate"], "symptoms": symptoms, "target_cpu_cores": cpu}
+
+
 def format_search(r: Mapping[str, Any]) -> str:
-    lines = [f"knee search: {r['scenario']['name']} -> {r['scenario']['target']}  ({'; '.join(r['criteria'])})",
-             f"  {'phase':<12}{'rate':>9}{'achieved':>10}{'p50':>9}{'p95':>9}{'p99':>9}{'errors':>8}  result"]
+    tp = r.get("target_process")
+    lines = [f"knee search: {r['scenario']['name']} -> {r['scenario']['target']}  ({'; '.join(r['criteria'])})"]
+    if tp:
+        lines.append("  target process: " + (" ".join(tp["command"]) + f" (pid {tp['pid']}, its own process)"
+                                             if isinstance(tp, Mapping) else str(tp)))
+    lines.append(f"  {'phase':<12}{'rate':>9}{'achieved':>10}{'p50':>9}{'p95':>9}{'p99':>9}{'failed':>8}"
+                 f"{'tgt CPU':>9}  result")
 
     def f(v: Any, fmt: str = ".1f") -> str:
         return "-" if v is None else format(v, fmt)
 
     for st in r["steps"]:
         res = "pass" if st["passed"] else ("INVALID (generator)" if not st["valid"] else "fail: " + "; ".join(st["failed"]))
+        fr = st.get("failed_rate", st.get("error_rate"))
         lines.append(f"  {st['phase']:<12}{st['rate']:>9.4g}{f(st['achieved_rps']):>10}{f(st['p50_ms']):>9}"
                      f"{f(st['p95_ms']):>9}{f(st['p99_ms']):>9}"
-                     f"{'-' if st['error_rate'] is None else format(100 * st['error_rate'], '.1f') + '%':>8}  {res}")
+                     f"{'-' if fr is None else format(100 * fr, '.1f') + '%':>8}"
+                     f"{f(st.get('target_cpu_cores'), '.2f'):>9}  {res}")
     lines.append(f"{r['status']}: {r['message']}")
     return "\n".join(lines)
 
@@ -257,8 +433,12 @@ def format_search(r: Mapping[str, Any]) -> str:
 def search_exit_code(r: Mapping[str, Any], *, min_knee: Optional[float] = None) -> ExitCode:
     """``harness search``'s exit code: OK when a knee was found (or every step passed up to
     ``max_rate``) and is at least ``min_knee``; INVALID_RUN when the generator was the limit
-    before a knee; THRESHOLDS_FAILED when no rate passed or the knee is below ``min_knee``."""
+    before a knee — unless a valid step at or above ``min_knee`` already passed (the
+    requirement is proven, the knee is "at least" that); THRESHOLDS_FAILED when no rate
+    passed or the knee is below ``min_knee``."""
     if r["status"] == "generator-limited":
+        if min_knee is not None and r.get("at_least_rps") is not None and r["at_least_rps"] >= min_knee:
+            return ExitCode.OK
         return ExitCode.INVALID_RUN
     if r["status"] == "below-min-rate" or r["knee_rps"] is None:
         return ExitCode.THRESHOLDS_FAILED

@@ -82,7 +82,7 @@ def _origin(name: str) -> str:
     if spec is None:
         try:
             spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
+        except BaseException:  # noqa: B036 - find_spec imports the parents, which may fail (again)
             spec = None
     return (spec.origin or "") if spec is not None else ""
 

@@ -86,15 +86,16 @@ def test_kustomization_builds_into_one_namespace(entry):
 
 
 def test_entry_points_hold_what_they_promise():
-    assert kinds(build("base")) == ["Deployment", "HorizontalPodAutoscaler", "Namespace", "PodDisruptionBudget",
-                                    "Service"]
+    assert kinds(build("base")) == ["Deployment", "HorizontalPodAutoscaler", "Namespace", "NetworkPolicy",
+                                    "PodDisruptionBudget", "Service"]
     monitoring = ["ConfigMap", "PodMonitor", "PrometheusRule", "ServiceMonitor"]
     assert kinds(build("overlays/prometheus-adapter")) == sorted(kinds(build("base")) + monitoring)
     # KEDA owns the HPA: a second one on the same Deployment would fight it.
     keda = kinds(build("overlays/keda"))
     assert "HorizontalPodAutoscaler" not in keda and "ScaledObject" in keda
-    assert kinds(build("jobs/load")) == ["ConfigMap", "ConfigMap", "Job"]
-    assert kinds(build("jobs/scale-test")) == ["ConfigMap", "Job", "Role", "RoleBinding", "ServiceAccount"]
+    assert kinds(build("jobs/load")) == ["ConfigMap", "ConfigMap", "Job", "NetworkPolicy"]
+    assert kinds(build("jobs/scale-test")) == ["ConfigMap", "Job", "NetworkPolicy", "Role", "RoleBinding",
+                                               "ServiceAccount"]
     assert kinds(build("jobs/results")) == ["PersistentVolumeClaim", "Pod"]
 
 
@@ -268,9 +269,37 @@ def test_deployment_is_probed_bounded_and_locked_down():
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
-    # SIGTERM drain must fit in the grace period: preStop sleep + LBH_SERVICE_DRAIN_TIMEOUT.
-    drain = float(env_of(c)["LBH_SERVICE_DRAIN_TIMEOUT"])
-    assert spec["terminationGracePeriodSeconds"] > c["lifecycle"]["preStop"]["sleep"]["seconds"] + drain
+    _shutdown_fits_the_grace_period(spec, c)
+
+
+def _shutdown_fits_the_grace_period(spec: Dict[str, Any], c: Dict[str, Any]) -> None:
+    """Everything SIGTERM sets off, each at its configured bound, ends inside the grace
+    period (counted from the start of preStop): the preStop sleep, the readiness period
+    (/readyz draining, above the probe's period so the probe sees it), uvicorn's drain of
+    requests in progress and then the work pool's wait (each up to the drain timeout),
+    and the span flush at exit (OTEL_BSP_EXPORT_TIMEOUT, ms)."""
+    from workloads.service.config import ServiceConfig
+
+    env = env_of(c)
+    defaults = ServiceConfig()
+    pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    delay = float(env.get("LBH_SERVICE_DRAIN_DELAY", defaults.drain_delay_seconds))
+    drain = float(env.get("LBH_SERVICE_DRAIN_TIMEOUT", defaults.drain_timeout_seconds))
+    export = float(env["OTEL_BSP_EXPORT_TIMEOUT"]) / 1000.0
+    assert export <= 5, "the span flush bound must stay well inside the grace period"
+    assert delay > c["readinessProbe"]["periodSeconds"]
+    worst = pre_stop + delay + 2 * drain + export
+    assert spec["terminationGracePeriodSeconds"] >= worst + 5, (spec["terminationGracePeriodSeconds"], worst)
+
+
+def test_shutdown_budget_check_can_fail():
+    dep = find(build("base"), "Deployment", "lbh-service")
+    spec = copy.deepcopy(pod_spec(dep))
+    (c,) = spec["containers"]
+    _shutdown_fits_the_grace_period(spec, c)
+    spec["terminationGracePeriodSeconds"] = 35  # the old value: an unreachable collector's 30 s flush did not fit
+    with pytest.raises(AssertionError):
+        _shutdown_fits_the_grace_period(spec, c)
 
 
 def test_deployment_env_names_are_settings_the_service_reads():
@@ -542,3 +571,141 @@ def test_scaling_queries_compute_in_flight_and_rate_per_pod(tmp_path):
     path.write_text(yaml.safe_dump(test, sort_keys=False))
     proc = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------ network policies
+
+
+def _selects(selector: Dict[str, Any], labels: Dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions In/NotIn/Exists/
+    DoesNotExist) applied to ``labels``; ``{}`` selects everything."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        ok = {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
+              "Exists": key in labels, "DoesNotExist": key not in labels}[op]
+        if not ok:
+            return False
+    return True
+
+
+def _port_matches(rule_ports: List[Dict[str, Any]] | None, port: int, name: str | None, protocol: str) -> bool:
+    if not rule_ports:
+        return True  # no ports: every port
+    return any(p.get("protocol", "TCP") == protocol and ("port" not in p or p["port"] in (port, name))
+               for p in rule_ports)
+
+
+def _allows(policy: Dict[str, Any], direction: str, peer: Dict[str, str], peer_ns: Dict[str, str],
+            port: int, name: str | None = None, protocol: str = "TCP") -> bool:
+    """Does ``policy`` (in namespace lbh) allow this connection to/from a pod labelled
+    ``peer`` in a namespace labelled ``peer_ns``, as the NetworkPolicy spec defines?
+    Only the features the manifests use: podSelector, namespaceSelector, both in one
+    peer, ports (number or name)."""
+    key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    if direction not in policy["spec"]["policyTypes"]:
+        return True  # this policy does not restrict that direction
+    for rule in policy["spec"].get(key, []):
+        if not _port_matches(rule.get("ports"), port, name, protocol):
+            continue
+        peers = rule.get(peers_key)
+        if not peers:
+            return True
+        for p in peers:
+            assert "ipBlock" not in p, "the checker does not model ipBlock"
+            ns_ok = (_selects(p["namespaceSelector"], peer_ns) if "namespaceSelector" in p
+                     else peer_ns.get("kubernetes.io/metadata.name") == NAMESPACE)
+            pod_ok = _selects(p["podSelector"], peer) if "podSelector" in p else True
+            if ns_ok and pod_ok:
+                return True
+    return False
+
+
+LBH_NS = {"kubernetes.io/metadata.name": NAMESPACE}
+MONITORING_NS = {"kubernetes.io/metadata.name": "monitoring"}
+KUBE_SYSTEM = {"kubernetes.io/metadata.name": "kube-system"}
+PROMETHEUS = {"app.kubernetes.io/name": "prometheus", "prometheus": "kube-prometheus-stack-prometheus"}
+KUBE_DNS = {"k8s-app": "kube-dns"}
+
+
+def _template_labels(obj: Dict[str, Any]) -> Dict[str, str]:
+    return obj["spec"]["template"]["metadata"]["labels"]
+
+
+def test_service_network_policy_admits_only_the_load_prometheus_and_dns():
+    objs = build("base")
+    pol = find(objs, "NetworkPolicy", "lbh-service")
+    dep = find(objs, "Deployment", "lbh-service")
+    pod = _template_labels(dep)
+    assert _selects(pol["spec"]["podSelector"], pod)
+    assert set(pol["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    (c,) = pod_spec(dep)["containers"]
+    (port,) = c["ports"]
+    http = (port["containerPort"], port["name"])
+    load = _template_labels(find(build("jobs/load"), "Job", "lbh-load"))
+    scale = _template_labels(find(build("jobs/scale-test"), "Job", "lbh-scale-test"))
+    # who may call the service
+    assert _allows(pol, "Ingress", load, LBH_NS, *http)
+    assert _allows(pol, "Ingress", scale, LBH_NS, *http)
+    assert _allows(pol, "Ingress", PROMETHEUS, MONITORING_NS, *http)  # the ServiceMonitor's scrape
+    # and who may not
+    assert not _allows(pol, "Ingress", {"app.kubernetes.io/name": "something-else"}, LBH_NS, *http)
+    assert not _allows(pol, "Ingress", load, {"kubernetes.io/metadata.name": "other"}, *http)
+    assert not _allows(pol, "Ingress", PROMETHEUS, LBH_NS, *http)  # a pod named like Prometheus, elsewhere
+    assert not _allows(pol, "Ingress", {"app.kubernetes.io/name": "grafana"}, MONITORING_NS, *http)
+    assert not _allows(pol, "Ingress", load, LBH_NS, 9090, None)
+    # where the service may connect: DNS, an OTLP collector; nothing else
+    assert _allows(pol, "Egress", KUBE_DNS, KUBE_SYSTEM, 53, None, "UDP")
+    assert _allows(pol, "Egress", KUBE_DNS, KUBE_SYSTEM, 53, None, "TCP")
+    assert _allows(pol, "Egress", {"app": "otel-collector"}, {"kubernetes.io/metadata.name": "observability"}, 4318)
+    assert not _allows(pol, "Egress", {"app": "anything"}, LBH_NS, 443)
+    assert not _allows(pol, "Egress", {"app": "anything"}, LBH_NS, 53, None, "UDP")
+
+
+def test_load_job_network_policy_reaches_only_the_service_and_dns():
+    objs = build("jobs/load")
+    pol = find(objs, "NetworkPolicy", "lbh-load")
+    job = find(objs, "Job", "lbh-load")
+    assert _selects(pol["spec"]["podSelector"], _template_labels(job))
+    assert set(pol["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    dep = find(build("base"), "Deployment", "lbh-service")
+    service_pod = _template_labels(dep)
+    (svc_port,) = pod_spec(dep)["containers"][0]["ports"]
+    # the scenario's target resolves to the Service, whose targetPort is that container port
+    svc = find(build("base"), "Service", "lbh-service")
+    assert {p["targetPort"] for p in svc["spec"]["ports"]} == {svc_port["name"]}
+    assert _allows(pol, "Egress", service_pod, LBH_NS, svc_port["containerPort"], svc_port["name"])
+    assert _allows(pol, "Egress", KUBE_DNS, KUBE_SYSTEM, 53, None, "UDP")
+    assert not _allows(pol, "Egress", service_pod, LBH_NS, 9000, None)
+    assert not _allows(pol, "Egress", {"app.kubernetes.io/name": "other"}, LBH_NS, svc_port["containerPort"])
+    assert not _allows(pol, "Egress", {"any": "pod"}, {"kubernetes.io/metadata.name": "internet"}, 443)
+    # only Prometheus may connect, and only to the port the PodMonitor scrapes
+    (c,) = pod_spec(job)["containers"]
+    metrics = {p["name"]: p["containerPort"] for p in c["ports"]}
+    podmon = find(build("overlays/keda"), "PodMonitor", "lbh-load")
+    scraped = podmon["spec"]["podMetricsEndpoints"][0]["port"]
+    assert _allows(pol, "Ingress", PROMETHEUS, MONITORING_NS, metrics[scraped], scraped)
+    assert not _allows(pol, "Ingress", service_pod, LBH_NS, metrics[scraped], scraped)
+    assert not _allows(pol, "Ingress", PROMETHEUS, MONITORING_NS, 8080, None)
+
+
+def test_scale_test_network_policy_admits_only_prometheus():
+    objs = build("jobs/scale-test")
+    pol = find(objs, "NetworkPolicy", "lbh-scale-test")
+    job = find(objs, "Job", "lbh-scale-test")
+    assert _selects(pol["spec"]["podSelector"], _template_labels(job))
+    (c,) = pod_spec(job)["containers"]
+    port = {p["name"]: p["containerPort"] for p in c["ports"]}["harness-metrics"]
+    assert _allows(pol, "Ingress", PROMETHEUS, MONITORING_NS, port, "harness-metrics")
+    assert not _allows(pol, "Ingress", {"app.kubernetes.io/name": "lbh-load"}, LBH_NS, port, "harness-metrics")
+
+
+def test_network_policy_checker_is_not_vacuous():
+    pol = copy.deepcopy(find(build("base"), "NetworkPolicy", "lbh-service"))
+    anyone = {"app.kubernetes.io/name": "something-else"}
+    assert not _allows(pol, "Ingress", anyone, LBH_NS, 8000, "http")
+    pol["spec"]["ingress"].append({})  # an empty rule admits everyone
+    assert _allows(pol, "Ingress", anyone, LBH_NS, 8000, "http")
+    pol["spec"]["policyTypes"] = ["Egress"]
+    assert _allows(pol, "Ingress", anyone, {"kubernetes.io/metadata.name": "x"}, 1)

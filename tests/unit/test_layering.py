@@ -23,7 +23,7 @@ ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml"
 
 #: low to high; a module may import its own layer and the ones before it
 LAYERS: Tuple[Tuple[str, ...], ...] = (
-    ("harness", "harness.exitcodes", "harness.events"),
+    ("harness", "harness.exitcodes", "harness.events", "harness.lifecycle"),
     ("harness.record",),
     ("harness.targets",),
     ("harness.config",),

@@ -32,6 +32,15 @@ _FIELDS: dict[str, tuple[str, float, float]] = {
     "max_body_bytes": ("int", 1024, 1 << 30),
     "retry_after_seconds": ("int", 1, 3600),
     "drain_timeout_seconds": ("float", 0, 3600),
+    "drain_delay_seconds": ("float", 0, 3600),
+    "header_read_timeout_seconds": ("float", 0.01, 3600),
+    "body_read_timeout_seconds": ("float", 0.01, 3600),
+    "keep_alive_timeout_seconds": ("float", 0.01, 3600),
+    "max_header_bytes": ("int", 1024, 1 << 20),
+    "max_headers": ("int", 8, 10_000),
+    "max_connections": ("int", 1, 1_000_000),
+    "max_sessions_per_client": ("int", 1, 1_000_000),
+    "session_evict_idle_seconds": ("float", 0.01, 86_400 * 7),
     "mc_scenarios": ("int", 100, 10_000_000),
     "max_assets": ("int", 1, 10_000),
     "max_batch": ("int", 1, 10_000),
@@ -77,19 +86,46 @@ class ServiceConfig:
     port: int = 8000
     #: Requests computing at once (work routes under /v1); the next one gets 503 + Retry-After.
     max_concurrency: int = 16
-    #: From admission to answer; past it the client gets 504 (the computation, which
-    #: cannot be pre-empted, keeps its concurrency slot until it ends).
+    #: From the end of the request's headers to the answer: covers reading the body,
+    #: parsing and validating it, and the computation. Past it the client gets 504 (the
+    #: computation, which cannot be pre-empted, keeps its concurrency slot until it ends).
     request_timeout_seconds: float = 2.0
     #: Environment sessions alive at once; a reset beyond it gets 503 + Retry-After.
     max_sessions: int = 64
     #: A session untouched this long is closed.
     session_idle_timeout_seconds: float = 300.0
+    #: Sessions one client address may hold (capped at max_sessions); beyond: 429. One
+    #: client cannot take the whole table.
+    max_sessions_per_client: int = 32
+    #: With the table full, the least recently used session idle at least this long is
+    #: closed to make room: sessions nobody steps cannot hold the table.
+    session_evict_idle_seconds: float = 30.0
     #: Larger request bodies get 413 (checked on Content-Length and while streaming).
     max_body_bytes: int = 1 << 20
     #: The Retry-After value (seconds) sent with a concurrency shed.
     retry_after_seconds: int = 1
     #: On SIGTERM: how long in-flight requests may take before they are cancelled.
     drain_timeout_seconds: float = 20.0
+    #: On SIGTERM, /readyz answers 503 for this long while the listener still serves, so
+    #: a readiness probe (period 5 s in deploy/k8s) sees it before connections are refused.
+    drain_delay_seconds: float = 6.0
+    #: A connection must deliver a request's complete headers within this many seconds
+    #: (of connecting, or of the request's first byte on a kept-alive connection);
+    #: else 408 (or a plain close if nothing arrived) — idle and slow-header clients.
+    header_read_timeout_seconds: float = 5.0
+    #: A request's body must arrive within this many seconds of its headers (work routes:
+    #: also within request_timeout); else 408 and the connection closes. No concurrency
+    #: slot is held while a body is read.
+    body_read_timeout_seconds: float = 2.0
+    #: An idle kept-alive connection closes after this many seconds.
+    keep_alive_timeout_seconds: float = 5.0
+    #: Bytes of a request line + headers; beyond: 431 and the connection closes.
+    max_header_bytes: int = 16_384
+    #: Header fields in a request; beyond: 431.
+    max_headers: int = 100
+    #: Open connections; at the limit the longest-idle connection without a request in
+    #: progress is closed for the new one, or the new one is refused if none is idle.
+    max_connections: int = 1000
     #: Monte-Carlo VaR scenarios per call (fixed per server: a request cannot ask for more).
     mc_scenarios: int = 10_000
     #: Assets in a Monte-Carlo VaR request (bounds its memory: 2 × scenarios × assets doubles).

@@ -2,6 +2,15 @@
 
 Policy (docs/service.md, "Overload"):
 
+* **Time and size are bounded before anything is committed.** The layer reads the whole
+  body first, within ``body_read_timeout`` (and, on work routes, within the request
+  deadline); a client too slow gets 408 and the connection closes. Only then does the
+  app parse and validate it (bodies over :data:`INLINE_PARSE_BYTES` on a one-thread parse
+  pool, so a large body never stalls the event loop for others), and only a valid
+  request asks for a slot. A slow or large body therefore never holds a concurrency
+  slot. The request deadline (``request_timeout``, from the end of the headers) covers
+  read, parse and compute: 504 when it passes after the body arrived. Header size, header
+  read time and connections are bounded in :mod:`.protocol`; header count here (431).
 * **Bounded concurrency, no queue.** Work routes (the ``/v1`` routes that compute) need one of
   ``max_concurrency`` slots. With none free the answer is immediately 503 with
   ``Retry-After`` and ``lbh_http_shed_total{reason="concurrency"}`` counts it. A queue
@@ -33,6 +42,7 @@ import contextvars
 import json
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +56,10 @@ from starlette.routing import Match
 from instrumentation import DEFAULT_BUCKETS
 
 __all__ = [
+    "BodyParser",
     "BodyTooLarge",
+    "INLINE_PARSE_BYTES",
+    "Overloaded",
     "HTTPLayer",
     "HttpMetrics",
     "RequestTimedOut",
@@ -71,6 +84,13 @@ UNMATCHED = "unmatched"
 
 class RequestTimedOut(Exception):
     """The request's deadline passed before its computation ended (answered 504)."""
+
+
+class Overloaded(Exception):
+    """No free concurrency slot (answered 503 + Retry-After, counted as a concurrency shed)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"all {limit} concurrency slots are busy (max_concurrency); retry later")
 
 
 class BodyTooLarge(HTTPException):
@@ -133,6 +153,18 @@ class HttpMetrics:
             "service_slots_limit", "max_concurrency.", namespace="lbh", registry=registry
         )
         self.sessions = Gauge("env_sessions", "Open environment sessions.", namespace="lbh", registry=registry)
+        self.connections_rejected = Counter(
+            "http_connections_rejected",
+            "Connections cut off before a request reached the app: header_timeout (408 or close), "
+            "header_too_large (431), connection_limit (refused at max_connections), evicted_idle "
+            "(closed to admit a new connection at max_connections).",
+            ["reason"], namespace="lbh", registry=registry,
+        )
+        self.body_read_timeouts = Counter(
+            "http_body_read_timeouts",
+            "Requests answered 408 because their body did not arrive within body_read_timeout.",
+            namespace="lbh", registry=registry,
+        )
         self.sessions_closed = Counter(
             "env_sessions_closed", "Environment sessions closed, by reason (deleted|idle).",
             ["reason"], namespace="lbh", registry=registry,
@@ -223,7 +255,11 @@ class WorkPool:
         ``slot`` until it ends either way. ``fn`` is always submitted (it may own cleanup,
         like a session lock); ``on_not_started`` runs if submitting fails (pool shut down)."""
         loop = asyncio.get_running_loop()
-        remaining = max(deadline - loop.time(), 0.0)
+        remaining = deadline - loop.time()
+        if remaining <= 0:  # reading and parsing took the whole budget: do not start work for nobody
+            if on_not_started is not None:
+                on_not_started()
+            raise RequestTimedOut("the request timeout passed before the computation could start")
         ctx = contextvars.copy_context()
         slot.retain()
         try:
@@ -257,6 +293,66 @@ class WorkPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+#: Bodies at least this large are parsed and validated on the parse pool, not the event loop.
+INLINE_PARSE_BYTES = 64 * 1024
+
+
+class _Expired(Exception):
+    """A queued parse whose request was already answered 504."""
+
+
+class BodyParser:
+    """Parses and validates large bodies on a small dedicated pool (one thread by default).
+
+    JSON decoding and pydantic validation are C/Rust calls that hold the GIL, so more threads
+    would not parse faster; one thread makes large bodies take turns, and after each one the
+    thread rests ``rest`` (2) times as long as it parsed, so parsing holds the interpreter at
+    most ``1 / (1 + rest)`` of the time however many large bodies arrive. A parse
+    waits at most until its request's deadline (then 504); one still queued at its deadline
+    is skipped rather than run for nobody.
+    """
+
+    def __init__(self, threads: int = 1, *, rest: float = 2.0) -> None:
+        self._rest = rest
+        self._resume_at = 0.0  # monotonic time before which the next parse waits
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lbh-parse")
+
+    async def parse(self, fn: Callable[[bytes], T], body: bytes, deadline: float) -> T:
+        """``fn(body)`` on the pool, by ``deadline`` (event-loop time) or :class:`RequestTimedOut`."""
+        loop = asyncio.get_running_loop()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise RequestTimedOut("the request timeout passed while the body was read")
+        end = time.monotonic() + remaining
+
+        def job() -> T:
+            # the previous parse held the GIL all along: rest before this one, so the event
+            # loop and the computations have the interpreter most of the time whatever the queue
+            pause = self._resume_at - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            if time.monotonic() > end:
+                raise _Expired()
+            t = time.monotonic()
+            try:
+                return fn(body)
+            finally:
+                now = time.monotonic()
+                self._resume_at = now + (now - t) * self._rest
+
+        fut = asyncio.wrap_future(self._executor.submit(job), loop=loop)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), remaining)
+        except asyncio.TimeoutError:
+            fut.add_done_callback(_retrieve)
+            raise RequestTimedOut(
+                f"the body ({len(body)} bytes) was not parsed within the request timeout"
+            ) from None
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
 def _retrieve(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.debug("a timed-out computation ended with %r", fut.exception())
@@ -270,14 +366,27 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+class _Disconnected(Exception):
+    """The client went away while its body was being read."""
+
+
+class _ReadTimeout(Exception):
+    """The body did not arrive by its read deadline."""
+
+
 class HTTPLayer:
-    """Outermost ASGI middleware: route template, admission, body limit, metrics, span.
+    """Outermost ASGI middleware: route template, limits, body read, metrics, span.
 
     ``routes`` are the app's Starlette routes (matched here once to learn the template;
     templates of parameter-free paths are cached). Requests to ``work_routes`` (templates)
-    need a concurrency slot; ``is_ready()`` says whether they may run at all. ``tracer`` (an OpenTelemetry SDK tracer, or None) starts one SERVER
-    span per request, continuing a W3C ``traceparent`` if the client sent one; the
-    workload spans become its children.
+    may run only when ``is_ready()``; they take a concurrency slot later, in the endpoint,
+    once their body is read and valid (:class:`Overloaded` when none is free). The body of
+    every POST/PUT/PATCH is read here in full, by ``body_read_timeout`` (work routes: also
+    by the request deadline, ``request_timeout`` from now), and replayed to the app; the
+    deadline goes to the app as ``scope["lbh.deadline"]`` (event-loop time).
+    While ``is_draining()`` every response carries ``Connection: close``. ``tracer`` (an
+    OpenTelemetry SDK tracer, or None) starts one SERVER span per request, continuing a
+    W3C ``traceparent`` if the client sent one; the workload spans become its children.
     """
 
     def __init__(
@@ -291,6 +400,9 @@ class HTTPLayer:
         max_body_bytes: int,
         request_timeout: float,
         retry_after: int,
+        body_read_timeout: float = 2.0,
+        max_headers: int = 100,
+        is_draining: Callable[[], bool] = lambda: False,
         work_routes: Iterable[str] = (),
         tracer: Any = None,
     ) -> None:
@@ -299,8 +411,11 @@ class HTTPLayer:
         self._metrics = metrics
         self._pool = pool
         self._is_ready = is_ready
+        self._is_draining = is_draining
         self._max_body = max_body_bytes
+        self._max_headers = max_headers
         self._timeout = request_timeout
+        self._body_timeout = body_read_timeout
         self._retry_after = retry_after
         self._tracer = tracer
         self._work_routes = frozenset(work_routes)
@@ -379,6 +494,39 @@ class HTTPLayer:
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         return span, token
 
+    async def _read_body(self, receive: Receive, deadline: float) -> bytes:
+        """The whole body by ``deadline`` (loop time), at most ``max_body_bytes``."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout_at(deadline):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _Disconnected()
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self._max_body:
+                        raise BodyTooLarge(self._max_body)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise _ReadTimeout() from None
+
+    @staticmethod
+    def _replay(body: bytes, receive: Receive) -> Receive:
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # waits for the disconnect, as the app expects
+
+        return replay
+
     # the request ----------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -386,23 +534,35 @@ class HTTPLayer:
             await self.app(scope, receive, send)
             return
         t0 = perf_counter()
+        loop_t0 = asyncio.get_running_loop().time()
         metrics = self._metrics
         route, is_work = self._route(scope)
         method = scope["method"]
         status = 500
-        slot: Slot | None = None
         span = token = None
+        draining = self._is_draining
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = message.get("headers", [])
+                if draining() and not any(k.lower() == b"connection" for k, _ in headers):
+                    # keep-alive clients reconnect, to a replica that is not going away
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
             await send(message)
 
         metrics.in_flight.inc()
         try:
             if self._tracer is not None:
                 span, token = self._start_span(scope, method, route)
+            if len(scope["headers"]) > self._max_headers:
+                await self._send_error(
+                    send_wrapper, 431, "too_many_headers",
+                    f"headers: {len(scope['headers'])} fields, more than max_headers={self._max_headers}", None,
+                    {"connection": "close"},
+                )
+                return
             length, chunked, ctype = self._body_headers(scope)
             if length is not None and length > self._max_body:
                 await self._send_error(
@@ -418,32 +578,43 @@ class HTTPLayer:
                     f"body: Content-Type must be application/json, got {got}", "body",
                 )
                 return
-            if is_work:
-                if not self._is_ready():
-                    metrics.shed.labels("not_ready").inc()
+            if is_work and not self._is_ready():
+                metrics.shed.labels("not_ready").inc()
+                await self._send_error(
+                    send_wrapper, 503, "not_ready", "the model is still loading or warming up; see /readyz",
+                    None, {"retry-after": str(self._retry_after)},
+                )
+                return
+            deadline = loop_t0 + self._timeout
+            scope["lbh.deadline"] = deadline
+            app_receive = receive
+            if method in ("POST", "PUT", "PATCH"):
+                read_by = loop_t0 + self._body_timeout
+                try:
+                    body = await self._read_body(receive, min(read_by, deadline) if is_work else read_by)
+                except _ReadTimeout:
+                    metrics.body_read_timeouts.inc()
+                    limit = min(self._body_timeout, self._timeout) if is_work else self._body_timeout
                     await self._send_error(
-                        send_wrapper, 503, "not_ready", "the model is still loading or warming up; see /readyz",
-                        None, {"retry-after": str(self._retry_after)},
+                        send_wrapper, 408, "request_timeout",
+                        f"body: not received within {limit:g} s of the headers "
+                        "(body_read_timeout, request_timeout)", "body", {"connection": "close"},
                     )
                     return
-                slot = self._pool.try_acquire()
-                if slot is None:
-                    metrics.shed.labels("concurrency").inc()
+                except BodyTooLarge:
                     await self._send_error(
-                        send_wrapper, 503, "overloaded",
-                        f"all {self._pool.limit} concurrency slots are busy (max_concurrency); retry later",
-                        None, {"retry-after": str(self._retry_after)},
+                        send_wrapper, 413, "body_too_large", f"body: larger than max_body_bytes={self._max_body}",
+                        "body", {"connection": "close"},
                     )
                     return
-                scope["lbh.slot"] = slot
-                scope["lbh.deadline"] = asyncio.get_running_loop().time() + self._timeout
-            await self.app(scope, self._limited(receive) if method in ("POST", "PUT", "PATCH") else receive,
-                           send_wrapper)
+                except _Disconnected:
+                    status = 499  # nobody to answer; recorded as nginx does
+                    return
+                app_receive = self._replay(body, receive)
+            await self.app(scope, app_receive, send_wrapper)
             if is_work:
                 self.requests_served += 1
         finally:
-            if slot is not None:
-                slot.release()
             elapsed = perf_counter() - t0
             child = metrics.duration_child(route, method if method in _METHODS else "other", status)
             if span is not None:
@@ -451,21 +622,6 @@ class HTTPLayer:
             else:
                 child.observe(elapsed)
             metrics.in_flight.dec()
-
-    def _limited(self, receive: Receive) -> Receive:
-        limit = self._max_body
-        seen = 0
-
-        async def limited() -> dict[str, Any]:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise BodyTooLarge(limit)
-            return message
-
-        return limited
 
     def _end_span(self, span: Any, token: Any, status: int, child: Any, elapsed: float) -> None:
         from opentelemetry import context as otel_context

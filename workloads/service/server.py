@@ -1,14 +1,21 @@
 """Running the app on uvicorn: in the foreground with graceful SIGTERM (``serve``), or in a
 background thread on a free loopback port (``ServiceThread``, for tests and embedding).
 
-Shutdown on SIGTERM/SIGINT, in order (uvicorn's sequence, plus the readiness flip):
+Shutdown on SIGTERM/SIGINT, in order (uvicorn's sequence, plus the readiness period):
 
-1. ``/readyz`` starts answering 503 ``draining`` (a load balancer stops sending);
+1. ``/readyz`` starts answering 503 ``draining`` and keeps doing so for ``drain_delay``
+   while the listener still serves everything that arrives, each response with
+   ``Connection: close`` (a readiness probe and the load balancer see the pod leave before
+   any connection is refused; idle keep-alive connections time out meanwhile). A second
+   signal ends the delay at once;
 2. the listening socket closes: new connections are refused, never answered 500;
 3. idle keep-alive connections close; requests in progress run to completion (each
    bounded by ``request_timeout``; the whole drain by ``drain_timeout``);
 4. the app's lifespan waits for computations still holding a slot (timed-out ones),
    shuts the work pool down and logs how many work requests it served.
+
+The connection-level bounds (header deadline and size, connection cap, keep-alive) are
+set here on uvicorn, through :mod:`.protocol`.
 
 One process, one event loop: scale with replicas (Kubernetes) rather than uvicorn
 workers, so each pod's /metrics describes one process and its budget.
@@ -20,6 +27,7 @@ import http.client
 import logging
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -35,6 +43,7 @@ from prometheus_client import CollectorRegistry
 
 from .app import ServiceApp, create_app
 from .config import ServiceConfig
+from .protocol import REJECT_REASONS, ConnectionLimits, protocol_class
 
 __all__ = ["DrainingServer", "ServiceProcess", "ServiceThread", "serve", "uvicorn_config"]
 
@@ -45,19 +54,67 @@ LISTENING_PREFIX = "workloads serve: listening on "
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn's server, flipping the app to not-ready the moment the signal arrives."""
+    """uvicorn's server, flipping the app to not-ready the moment the signal arrives and
+    closing the listener only ``drain_delay`` seconds later (a second signal: at once)."""
 
-    def __init__(self, config: uvicorn.Config, app: ServiceApp) -> None:
+    def __init__(self, config: uvicorn.Config, app: ServiceApp, *, drain_delay: float = 0.0) -> None:
         super().__init__(config)
         self._service_app = app
+        self._drain_delay = drain_delay
+        self._drain_signal: int | None = None
+        self._drain_until = 0.0
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._service_app.state.lbh.begin_drain()
+        if self._drain_delay > 0 and self._drain_signal is None and not self.should_exit:
+            self._drain_signal = sig
+            self._drain_until = time.monotonic() + self._drain_delay
+            log.info("draining: the listener closes in %g s (drain_delay); a second signal closes it now",
+                     self._drain_delay)
+            return
         super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_signal is not None and not self.should_exit and time.monotonic() >= self._drain_until:
+            super().handle_exit(self._drain_signal, None)
+        return await super().on_tick(counter)
+
+
+def _fit_fd_limit(max_connections: int) -> int:
+    """Raise the soft file-descriptor limit to fit ``max_connections`` (+ headroom for the
+    process's own files); if the hard limit is lower, lower the cap instead (logged)."""
+    headroom = 128
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):  # pragma: no cover - not on this platform
+        return max_connections
+    want = max_connections + headroom
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new_soft = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+            soft = new_soft
+        except (OSError, ValueError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < want:
+        fitted = max(1, soft - headroom)
+        log.warning("max_connections=%d does not fit the file-descriptor limit (%d): using %d",
+                    max_connections, soft, fitted)
+        return fitted
+    return max_connections
 
 
 def uvicorn_config(app: ServiceApp, config: ServiceConfig, *, log_level: str = "info",
                    access_log: bool = False) -> uvicorn.Config:
+    metrics = app.state.lbh.metrics
+    for reason in REJECT_REASONS:
+        metrics.connections_rejected.labels(reason)
+    limits = ConnectionLimits(
+        header_read_timeout=config.header_read_timeout_seconds,
+        max_header_bytes=config.max_header_bytes,
+        max_connections=_fit_fd_limit(config.max_connections),
+        on_reject=lambda reason: metrics.connections_rejected.labels(reason).inc(),
+    )
     return uvicorn.Config(
         app,
         host=config.host,
@@ -67,9 +124,11 @@ def uvicorn_config(app: ServiceApp, config: ServiceConfig, *, log_level: str = "
         access_log=access_log,
         timeout_graceful_shutdown=config.drain_timeout_seconds,
         server_header=False,
+        # the header deadline and size limit and the connection cap live in this protocol
+        http=protocol_class(limits),
         # uvicorn's own limit_concurrency would answer 503 outside our metrics; the app sheds.
         limit_concurrency=None,
-        timeout_keep_alive=5,
+        timeout_keep_alive=config.keep_alive_timeout_seconds,  # type: ignore[arg-type]
     )
 
 
@@ -84,7 +143,7 @@ def serve(
     """Run in the foreground until SIGTERM/SIGINT, drain, return 0 (1 if it never started)."""
     app = create_app(config, registry=registry, tracer_provider=tracer_provider)
     uv_config = uvicorn_config(app, config, log_level=log_level, access_log=access_log)
-    server = DrainingServer(uv_config, app)
+    server = DrainingServer(uv_config, app, drain_delay=config.drain_delay_seconds)
     try:
         sock = uv_config.bind_socket()  # bound here, so the real port (for --port 0) is known
     except OSError as exc:
@@ -162,8 +221,12 @@ class ServiceThread:
                 time.sleep(0.005)
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0, *, drain_delay: float = 0.0) -> None:
+        """Drain: not ready at once, the listener closed after ``drain_delay`` seconds
+        (0 here by default: a test has no load balancer to wait for)."""
         self.state.begin_drain()
+        if drain_delay > 0:
+            time.sleep(drain_delay)
         self.server.should_exit = True
         self._thread.join(timeout)
 
@@ -176,7 +239,8 @@ class ServiceThread:
 
 class ServiceProcess:
     """``workloads serve`` in a child process on a free loopback port (``--port 0``; the
-    port is read from uvicorn's startup line)::
+    port is read from uvicorn's startup line), with ``--drain-delay 0`` unless ``args``
+    give one (a test has no load balancer to wait for)::
 
         with ServiceProcess(["--max-concurrency", "1"], env={"LBH_FAULT_EXTRA_LATENCY_MS": "300"}) as svc:
             ...  # svc.url; svc.terminate() sends SIGTERM; svc.log holds the output lines
@@ -188,7 +252,8 @@ class ServiceProcess:
 
     def __init__(self, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
                  python: str = sys.executable) -> None:
-        self.args = [python, "-m", "workloads.cli", "serve", "--host", "127.0.0.1", "--port", "0", *args]
+        self.args = [python, "-m", "workloads.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+                     "--drain-delay", "0", *args]
         self.env = {**os.environ, **(env or {})}
         self.log: list[str] = []
         self.port: int | None = None

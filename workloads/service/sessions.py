@@ -1,15 +1,20 @@
-"""Environment sessions: bounded in number and in idle time.
+"""Environment sessions: bounded in number, per client, and in idle time.
 
 A session is one :class:`~workloads.TradingEnv` behind an id. Bounds, and why:
 
 * ``max_sessions`` alive at once: each session holds its episode's feature columns, and
-  an unbounded table is a memory leak any client can trigger. When the table is full,
-  idle-expired sessions are swept first; if it is still full the reset is refused
-  (:class:`SessionsFull`, answered 503 with Retry-After = when the oldest session
-  expires). Live sessions are never evicted to make room: an agent mid-episode would
-  lose its state with no way to know why.
+  an unbounded table is a memory leak any client can trigger.
+* ``max_per_client`` per client address: one client (or one flood of unauthenticated
+  resets) cannot take the whole table; beyond it the reset is refused
+  (:class:`ClientSessionsFull`, answered 429).
+* When the table is full, idle-expired sessions are swept first; then the least recently
+  used session idle at least ``evict_idle`` seconds is closed to make room (an agent
+  mid-episode steps far more often than that, so it keeps its state; sessions nobody
+  steps cannot hold the table). If every session was used more recently the reset is
+  refused (:class:`SessionsFull`, answered 503 with Retry-After = when the first one
+  becomes evictable).
 * ``idle_timeout`` without a call closes a session (a sweeper runs in the background
-  and on every create). A session whose step is running is never swept.
+  and on every create). A session whose step is running is never swept nor evicted.
 * one step at a time per session (a non-blocking lock): a second concurrent step on the
   same session is a client bug, answered 409 rather than queued.
 """
@@ -24,21 +29,33 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Session", "SessionStore", "SessionsFull", "SessionNotFound", "SessionBusy"]
+__all__ = ["ClientSessionsFull", "Session", "SessionStore", "SessionsFull", "SessionNotFound", "SessionBusy"]
 
 
 class SessionsFull(Exception):
-    """No room for another session; ``retry_after`` seconds until the oldest may expire."""
+    """No room for another session; ``retry_after`` seconds until one may be freed."""
 
     def __init__(self, limit: int, retry_after: int) -> None:
         super().__init__(f"session_id: all {limit} sessions are in use; retry after {retry_after} s or DELETE one")
         self.retry_after = retry_after
 
 
+class ClientSessionsFull(SessionsFull):
+    """This client already holds ``max_per_client`` sessions."""
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        Exception.__init__(
+            self, f"session_id: this client already holds {limit} sessions (max_sessions_per_client); "
+            f"DELETE one or retry after {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
 class SessionNotFound(KeyError):
     def __init__(self, session_id: str) -> None:
         super().__init__(session_id)
-        self.message = f"session_id: no session {session_id!r} (never created, deleted, or closed after idling)"
+        self.message = (f"session_id: no session {session_id!r} (never created, deleted, or closed after idling "
+                        "or evicted idle from a full table)")
 
     def __str__(self) -> str:
         return self.message
@@ -56,36 +73,52 @@ class Session:
     created: float
     last_used: float
     steps: int = 0
+    client: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class SessionStore:
-    """Thread-safe table of sessions. ``clock`` is injectable for tests."""
+    """Thread-safe table of sessions. ``clock`` is injectable for tests. ``max_per_client``
+    defaults to ``max_sessions`` (no per-client bound), ``evict_idle`` to ``idle_timeout``."""
 
     def __init__(
         self,
         max_sessions: int,
         idle_timeout: float,
         *,
+        max_per_client: int | None = None,
+        evict_idle: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_evict: Callable[[str, int], None] | None = None,
     ) -> None:
         self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
+        self.max_per_client = min(max_per_client or max_sessions, max_sessions)
+        self.evict_idle = min(evict_idle if evict_idle is not None else idle_timeout, idle_timeout)
         self._clock = clock
         self._on_evict = on_evict
         self._sessions: dict[str, Session] = {}
+        self._per_client: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def _remove_locked(self, session: Session) -> None:
+        if self._sessions.pop(session.id, None) is None:
+            return
+        n = self._per_client.get(session.client, 0) - 1
+        if n > 0:
+            self._per_client[session.client] = n
+        else:
+            self._per_client.pop(session.client, None)
 
     def _sweep_locked(self, now: float) -> int:
         expired = [
             s for s in self._sessions.values() if now - s.last_used >= self.idle_timeout and not s.lock.locked()
         ]
         for s in expired:
-            del self._sessions[s.id]
+            self._remove_locked(s)
         if expired and self._on_evict is not None:
             self._on_evict("idle", len(expired))
         return len(expired)
@@ -95,27 +128,46 @@ class SessionStore:
         with self._lock:
             return self._sweep_locked(self._clock())
 
-    def check_room(self) -> None:
-        """Raise :class:`SessionsFull` if a create would fail now (sweeping first)."""
-        with self._lock:
-            self._full_locked(self._clock())
+    def held_by(self, client: str) -> int:
+        return self._per_client.get(client, 0)
 
-    def _full_locked(self, now: float) -> None:
+    def check_room(self, client: str = "") -> None:
+        """Raise :class:`SessionsFull` / :class:`ClientSessionsFull` if a create by ``client``
+        would fail now (sweeping first; evicts nothing)."""
+        with self._lock:
+            self._room_locked(self._clock(), client, evict=False)
+
+    def _room_locked(self, now: float, client: str, *, evict: bool) -> None:
+        if self.max_per_client < self.max_sessions and self._per_client.get(client, 0) >= self.max_per_client:
+            self._sweep_locked(now)
+            mine = [s.last_used for s in self._sessions.values() if s.client == client]
+            if len(mine) >= self.max_per_client:
+                raise ClientSessionsFull(self.max_per_client, max(1, math.ceil(min(mine) + self.idle_timeout - now)))
         if len(self._sessions) < self.max_sessions:
             return
         self._sweep_locked(now)
-        if len(self._sessions) >= self.max_sessions:
-            oldest = min(s.last_used for s in self._sessions.values())
-            retry = max(1, math.ceil(oldest + self.idle_timeout - now))
-            raise SessionsFull(self.max_sessions, retry)
+        if len(self._sessions) < self.max_sessions:
+            return
+        idle = [s for s in self._sessions.values() if not s.lock.locked()]
+        victim = min(idle, key=lambda s: s.last_used, default=None)
+        if victim is not None and now - victim.last_used >= self.evict_idle:
+            if evict:
+                self._remove_locked(victim)
+                if self._on_evict is not None:
+                    self._on_evict("evicted", 1)
+            return
+        first = min(s.last_used for s in self._sessions.values())
+        raise SessionsFull(self.max_sessions, max(1, math.ceil(first + self.evict_idle - now)))
 
-    def create(self, env: Any) -> Session:
-        """Store ``env`` under a new unguessable id, or raise :class:`SessionsFull`."""
+    def create(self, env: Any, client: str = "") -> Session:
+        """Store ``env`` under a new unguessable id for ``client``, or raise
+        :class:`SessionsFull` (evicting one long-idle session if that makes room)."""
         with self._lock:
             now = self._clock()
-            self._full_locked(now)
+            self._room_locked(now, client, evict=True)
             sid = secrets.token_urlsafe(16)
-            session = self._sessions[sid] = Session(sid, env, now, now)
+            session = self._sessions[sid] = Session(sid, env, now, now, client=client)
+            self._per_client[client] = self._per_client.get(client, 0) + 1
             return session
 
     def acquire(self, session_id: str) -> Session:
@@ -125,7 +177,7 @@ class SessionStore:
             session = self._sessions.get(session_id)
             now = self._clock()
             if session is not None and now - session.last_used >= self.idle_timeout and not session.lock.locked():
-                del self._sessions[session_id]  # expired but not swept yet: same answer as swept
+                self._remove_locked(session)  # expired but not swept yet: same answer as swept
                 if self._on_evict is not None:
                     self._on_evict("idle", 1)
                 session = None
@@ -144,8 +196,13 @@ class SessionStore:
 
     def delete(self, session_id: str) -> bool:
         with self._lock:
-            return self._sessions.pop(session_id, None) is not None
+            session = self._sessions.get(session_id)
+            if session is None:
+                return False
+            self._remove_locked(session)
+            return True
 
     def clear(self) -> None:
         with self._lock:
             self._sessions.clear()
+            self._per_client.clear()

@@ -236,3 +236,10 @@ def test_users_closed_loop_description():
     assert u.to_dict()["iterations"] == 50
     with pytest.raises(ProfileError, match="ramp_up: must be within duration"):
         P.users(2, "5s", ramp_up="10s")
+
+
+@pytest.mark.parametrize("arrival", ["uniform", "poisson"])
+def test_arrival_batches_are_the_arrivals_in_array_pairs(arrival):
+    profile = P.ramp(10, 500, "3s", "4s", arrival=arrival, seed=5).segment(1, 3)
+    pairs = [(k, t) for ks, ts in profile.arrival_batches(size=100) for k, t in zip(ks.tolist(), ts.tolist())]
+    assert pairs == list(profile.arrivals()) and len(pairs) == profile.count()

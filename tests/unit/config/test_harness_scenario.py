@@ -29,7 +29,10 @@ def test_defaults_make_a_runnable_scenario():
     assert s.target == "features" and s.target_kind == "short"
     assert isinstance(s.profile, Profile) and s.profile.duration == s.duration == 30
     assert s.timeout == 5
-    assert [t.expression for t in s.parsed_thresholds] == ["p(95)<100ms", "p(99)<200ms", "rate<0.01"]
+    assert [(t.metric, t.expression) for t in s.parsed_thresholds] == [
+        ("latency", "p(95)<100ms"), ("latency", "p(99)<200ms"), ("failed_rate", "rate<0.01"),
+        ("throughput{outcome:ok}", "count>0")]
+    assert s.failures == {"threshold": "rate<0.01", "source": "default", "judged": ["rate<0.01"]}
     assert s.to_dict()["profile"]["type"] == "constant"
     assert all(v == "default" for v in s.sources.values())
 
@@ -64,7 +67,7 @@ def test_yaml_file_full(tmp_path):
     assert s.duration == 60 and s.timeout == 0.5 and s.seed == 7
     assert s.profile.expected_count() == pytest.approx((5 + 50) / 2 * 20 + 50 * 40)
     assert s.executor == S.ExecutorSettings("processes", 2, 8, 64)
-    assert len(s.parsed_thresholds) == 4 and s.parsed_thresholds[2].abort_on_fail
+    assert len(s.parsed_thresholds) == 6 and s.parsed_thresholds[2].abort_on_fail  # + failed_rate, success guard
     assert s.faults == {"latency_spike": {"probability": 0.01, "delay": "300ms"}}
     assert s.sources["duration"] == str(p)
     assert s.sources["executor.threads"] == str(p)
@@ -100,7 +103,9 @@ def test_env_and_overrides_as_nested_mappings_and_profile_type_change():
         overrides={"profile": {"type": "ramp", "from_rate": 1, "to_rate": 9, "ramp_duration": "10s"}},
     )
     assert s.profile.kind == "ramp" and s.profile.duration == 20  # the old 'rate' is dropped, not an error
-    assert s.thresholds == {"latency": ["p(95)<80ms"]}  # replaced whole, not merged with the defaults
+    # replaced whole, not merged with the defaults (the failure checks are always added)
+    assert s.thresholds == {"latency": ["p(95)<80ms"], "failed_rate": ["rate<0.01"],
+                            "throughput{outcome:ok}": ["count>0"]}
 
 
 def test_stages_duration_comes_from_stages_unless_explicitly_conflicting():

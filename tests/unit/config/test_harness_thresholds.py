@@ -130,7 +130,7 @@ def test_evaluate_pass_fail_and_no_data():
     assert results[1].observed == 250.0 and results[1].reason is None
     assert results[3].observed is None and results[3].reason == "no data for latency{target:risk-var}"
     assert evaluate(ths[3:], src, no_data_ok=True)[0].ok
-    assert "✗ latency p(99)<200ms (observed 250)" == str(results[1])
+    assert "✗ latency p(99)<200ms (observed 250 ms)" == str(results[1])
     d = results[0].to_dict()
     assert d["metric"] == "latency" and d["observed"] == 80.0 and d["ok"] is True
     assert T.exit_code(results) == ExitCode.THRESHOLDS_FAILED == 99
@@ -166,3 +166,27 @@ def test_exit_code_precedence():
     assert T.exit_code(failed, interrupted=True, invalid=True) == ExitCode.INTERRUPTED == 105
     assert T.exit_code([]) == 0
     assert len({ExitCode.OK, ExitCode.USAGE, ExitCode.INVALID_RUN, ExitCode.THRESHOLDS_FAILED, ExitCode.INTERRUPTED}) == 5
+
+
+@pytest.mark.parametrize("metric, agg, observed, text", [
+    ("latency", "p(99.9)", 3.699, "3.699 ms"),           # ms, not a bare 3.699 next to "<=1s"
+    ("latency{target:x}", "p(95)", 1250.0, "1.25 s"),
+    ("lag", "max", 0.25, "0.25 ms"),
+    ("latency", "count", 120.0, "120"),
+    ("failed_rate", "rate", 0.066875, "6.69 %"),
+    ("error_rate", "rate", 0.0, "0 %"),
+    ("throughput", "rate", 300.0, "300 /s"),
+    ("rps", "count", 1200.0, "1200"),
+])
+def test_observed_values_print_with_their_unit(metric, agg, observed, text):
+    assert T.format_observed(metric, agg, observed) == text
+
+
+def test_failed_rate_is_a_rate_and_coverage_is_stated():
+    th = one("failed_rate", "rate<1%")
+    assert th.value == pytest.approx(0.01) and th.aggregation == Aggregation("rate")
+    assert one("latency", "p(95)<1s").coverage == "all outcomes"
+    assert one("latency{outcome:ok}", "p(95)<1s").coverage == "ok only"
+    assert one("failed_rate", "rate<0.01").coverage is None
+    assert one("latency", "p(95)<1s").to_dict()["covers"] == "all outcomes"
+    assert T.metric_key("latency{ target: a , outcome: ok }") == T.metric_key("latency{outcome:ok,target:a}")

@@ -200,7 +200,64 @@ def test_service_command_matches_the_cli() -> None:
     assert cmd[:3] == ["python", "-m", "workloads.cli"]
     args = workloads_parser().parse_args(cmd[3:])
     assert args.command == "serve" and args.host == "0.0.0.0" and str(args.port) == "8000"
-    assert "8000:8000" in SERVICES["service"]["ports"]
+    assert [_published(p)[1:] for p in SERVICES["service"]["ports"]] == [("8000", "8000")]
+
+
+_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def _interpolate(text: str, env: Dict[str, str]) -> str:
+    """Compose's ``${VAR}`` / ``${VAR:-default}`` substitution (what the file uses)."""
+    return _VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), text)
+
+
+def _published(spec: Any, env: Dict[str, str] | None = None) -> tuple:
+    """(host address, host port, container port) of a short-syntax port, as Compose reads
+    it with ``env``; no address means all interfaces."""
+    assert isinstance(spec, str), f"long port syntax not expected here: {spec!r}"
+    parts = _interpolate(spec, env or {}).split(":")
+    if len(parts) == 2:
+        return ("0.0.0.0", *parts)
+    assert len(parts) == 3, spec
+    return tuple(parts)
+
+
+def test_published_ports_bind_loopback_unless_lbh_bind_says_otherwise() -> None:
+    published = [(name, p) for name, svc in SERVICES.items() for p in svc.get("ports", [])]
+    assert {name for name, _ in published} >= {"service", "prometheus", "alertmanager", "grafana",
+                                               "otel-collector", "tempo"}
+    for name, spec in published:
+        assert _published(spec)[0] == "127.0.0.1", f"{name}: {spec} is published on every interface"
+        assert _published(spec, {"LBH_BIND": "0.0.0.0"})[0] == "0.0.0.0", f"{name}: {spec} ignores LBH_BIND"
+    header = (ROOT / "docker-compose.yml").read_text().split("\nname:")[0]
+    assert "LBH_BIND=0.0.0.0" in header, "the file's header says how to open the ports"
+    assert "LBH_BIND" in (ROOT / "README.md").read_text()
+
+
+def test_port_check_is_not_vacuous() -> None:
+    assert _published("9090:9090")[0] == "0.0.0.0"
+    assert _published("0.0.0.0:9090:9090")[0] == "0.0.0.0"
+    assert _published("${LBH_BIND:-127.0.0.1}:9090:9090", {"LBH_BIND": ""})[0] == "127.0.0.1"
+
+
+def test_prometheus_runs_without_the_lifecycle_api() -> None:
+    cmd = SERVICES["prometheus"]["command"]
+    assert any(c.startswith("--config.file=") for c in cmd)  # the list is the real command line
+    assert not [c for c in cmd if "enable-lifecycle" in c], "POST /-/quit and /-/reload would be open"
+
+
+def test_service_stop_grace_covers_its_drain_and_span_flush() -> None:
+    from workloads.service.config import ServiceConfig
+
+    svc = SERVICES["service"]
+    env = {**COMPOSE["x-otel-env"], **svc["environment"]}
+    cfg = ServiceConfig()
+    delay = float(env.get("LBH_SERVICE_DRAIN_DELAY", cfg.drain_delay_seconds))
+    drain = float(env.get("LBH_SERVICE_DRAIN_TIMEOUT", cfg.drain_timeout_seconds))
+    export_s = float(env.get("OTEL_BSP_EXPORT_TIMEOUT", 5000)) / 1000
+    grace = svc["stop_grace_period"]
+    assert grace.endswith("s")
+    assert float(grace[:-1]) >= delay + 2 * drain + export_s
 
 
 def test_dockerfile_is_cpu_torch_non_root_and_runs_the_service() -> None:

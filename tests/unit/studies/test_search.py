@@ -102,4 +102,82 @@ def test_above_max_rate_and_refusals():
         search(capacity_scenario(), SearchSettings(factor=1.0), run_step=fake_runner(1.0))
     st = step_scenario(capacity_scenario(seed=3), 42.0, 1.5)
     assert st.profile.to_dict()["rate"] == 42.0 and st.duration == 1.5 and st.seed == 3
-    assert [t.expression for t in st.parsed_thresholds] == ["p(95)<40ms", "rate<0.01"]
+    # + the failure checks every scenario is judged on (failed_rate, at least one success)
+    assert [t.expression for t in st.parsed_thresholds] == ["p(95)<40ms", "rate<0.01", "rate<0.01", "count>0"]
+
+
+# -- rate-dependent thresholds, what limited the knee, the min-knee exit code ---------------
+
+
+def test_throughput_thresholds_follow_the_steps_rate():
+    base = scenario_from_dict({"name": "mt", "target": "noop", "profile": {"type": "constant", "rate": 80},
+                               "thresholds": {"throughput": ["rate>=76", {"threshold": "count>2000"}],
+                                              "throughput{outcome:ok}": ["rate>=72"],
+                                              "latency": ["p(95)<100ms"]}}, env={})
+    st = step_scenario(base, 10.0, 2.0)
+    got = {(t.metric, t.expression) for t in st.parsed_thresholds}
+    # 76 of 80 rps is 95 %: at 10 rps that is 9.5; counts scale the same way
+    assert {("throughput", "rate>=9.5"), ("throughput", "count>250"), ("throughput{outcome:ok}", "rate>=9"),
+            ("latency", "p(95)<100ms"), ("throughput{outcome:ok}", "count>0")} <= got
+    assert ("throughput", "rate>=76") not in got
+    assert {(t.metric, t.expression) for t in step_scenario(base, 80.0, 2.0).parsed_thresholds} >= {
+        ("throughput", "rate>=76")}
+
+
+def test_the_packaged_scenario_passes_its_own_throughput_floor_at_every_rate():
+    """The documented search used to fail every step below 76 rps (exit 99)."""
+    from harness.config import library
+
+    base = library.load("max-throughput", env={})
+    for rate in (10.0, 20.0, 640.0):
+        st = step_scenario(base, rate, 2.0)
+        (floor,) = [t for t in st.parsed_thresholds if t.name == "throughput" and t.aggregation.kind == "rate"]
+        assert floor.value == pytest.approx(0.95 * rate)
+
+
+def failing_step(**over):
+    st = {"rate": 400.0, "valid": True, "passed": False, "failed_metrics": [], "throughput_short": False,
+          "errors": {}, "outcomes": {"ok": 10, "error": 0, "timeout": 0, "dropped": 0}, "failed_rate": 0.0,
+          "p95_ms": 20.0, "achieved_rps": 400.0, "cpu_percent_mean": 20.0, "cpu_count": 2,
+          "target_cpu_cores": None, "generator_reasons": []}
+    st.update(over)
+    return st
+
+
+def test_classify_limit_names_generator_errors_latency_throughput_and_target_cpu():
+    from harness.studies.search import classify_limit
+
+    gen = classify_limit(failing_step(valid=False, generator_reasons=["schedule lag p99 9 ms > 5 ms"]))
+    assert gen["kind"] == "generator" and "schedule lag" in gen["detail"]
+    err = classify_limit(failing_step(failed_metrics=["failed_rate"], failed_rate=0.067, errors={"HTTP 503": 107}))
+    assert err["kind"] == "errors" and "6.7% of requests failed" in err["detail"] and "HTTP 503 x107" in err["detail"]
+    lat = classify_limit(failing_step(failed_metrics=["latency"], p95_ms=230.0))
+    assert lat["kind"] == "latency" and "p95 230.0 ms" in lat["detail"]
+    thr = classify_limit(failing_step(throughput_short=True, achieved_rps=300.0))
+    assert thr["kind"] == "throughput" and "achieved 300.0 of 400 rps" in thr["detail"]
+    # the target in its own process used 1.75 of the 1.8 cores the generator left: CPU-bound
+    cpu = classify_limit(failing_step(failed_metrics=["latency"], p95_ms=230.0, target_cpu_cores=1.75))
+    assert cpu["kind"] == "target-cpu" and "symptom: latency" in cpu["detail"]
+    idle = classify_limit(failing_step(failed_metrics=["latency"], target_cpu_cores=0.3))
+    assert idle["kind"] == "latency" and "not CPU-saturated" in idle["detail"]
+    # one Python process near one busy core (its GIL-bound ceiling) though a second core was free
+    gil = classify_limit(failing_step(failed_metrics=["failed_rate"], failed_rate=0.06, target_cpu_cores=0.9))
+    assert gil["kind"] == "target-cpu" and "near the one core" in gil["detail"] and "symptom: errors" in gil["detail"]
+
+
+def test_search_reports_its_limit_and_min_knee_exit_codes():
+    from harness.exitcodes import ExitCode
+    from harness.studies.search import search_exit_code
+
+    r = search(capacity_scenario(), SearchSettings(start_rate=10, precision=0.05, step_duration_s=10.0),
+               run_step=fake_runner(137.0))
+    assert r["status"] == "found" and r["limit"]["kind"] == "latency"
+    assert "Limited by: latency" in r["message"] and r["limit"]["rate"] == r["bracket"][1]
+    assert search_exit_code(r, min_knee=80) == ExitCode.OK
+    assert search_exit_code(r, min_knee=200) == ExitCode.THRESHOLDS_FAILED
+    g = search(capacity_scenario(), SearchSettings(start_rate=10, step_duration_s=1.0),
+               run_step=fake_runner(1e9, generator_limit=700.0))
+    assert g["status"] == "generator-limited" and g["at_least_rps"] == 640 and g["limit"]["kind"] == "generator"
+    # the generator stopped the search, but valid steps already proved the knee >= 80
+    assert search_exit_code(g, min_knee=80) == ExitCode.OK
+    assert search_exit_code(g, min_knee=1000) == search_exit_code(g) == ExitCode.INVALID_RUN

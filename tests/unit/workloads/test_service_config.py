@@ -8,7 +8,7 @@ import pytest
 from workloads.cli import build_parser, config_from_args, main
 from workloads.faults import ConfigError, FaultConfig
 from workloads.service.config import ENV_NAMES, ServiceConfig
-from workloads.service.sessions import SessionBusy, SessionNotFound, SessionsFull, SessionStore
+from workloads.service.sessions import ClientSessionsFull, SessionBusy, SessionNotFound, SessionsFull, SessionStore
 
 
 def parse(*argv: str):
@@ -123,3 +123,76 @@ def test_a_full_table_sweeps_before_refusing(fake_clock):
     fake_clock.advance(6)
     store.check_room()
     assert store.create("new").env == "new" and len(store) == 1
+
+
+def test_robustness_settings_defaults_env_and_flags():
+    cfg = ServiceConfig()
+    assert (cfg.header_read_timeout_seconds, cfg.body_read_timeout_seconds, cfg.keep_alive_timeout_seconds) == (
+        5.0, 2.0, 5.0)
+    assert (cfg.max_header_bytes, cfg.max_headers, cfg.max_connections) == (16_384, 100, 1000)
+    assert (cfg.max_sessions_per_client, cfg.session_evict_idle_seconds, cfg.drain_delay_seconds) == (32, 30.0, 6.0)
+    # the drain delay exceeds the readiness probe period in deploy/k8s (5 s), and with the
+    # preStop sleep (5 s) and drain_timeout it fits terminationGracePeriodSeconds (35 s)
+    assert cfg.drain_delay_seconds > 5 and 5 + cfg.drain_delay_seconds + cfg.drain_timeout_seconds <= 35
+    env = {"LBH_SERVICE_HEADER_READ_TIMEOUT": "1.5", "LBH_SERVICE_MAX_CONNECTIONS": "50",
+           "LBH_SERVICE_DRAIN_DELAY": "0", "LBH_SERVICE_MAX_SESSIONS_PER_CLIENT": "3"}
+    cfg = config_from_args(parse("--body-read-timeout", "0.5", "--max-headers", "20", "--max-header-bytes", "4096",
+                                 "--keep-alive-timeout", "1", "--session-evict-idle", "10",
+                                 "--max-connections", "60"), env)
+    assert (cfg.header_read_timeout_seconds, cfg.body_read_timeout_seconds, cfg.keep_alive_timeout_seconds) == (
+        1.5, 0.5, 1.0)
+    assert (cfg.max_headers, cfg.max_header_bytes, cfg.max_connections, cfg.drain_delay_seconds) == (20, 4096, 60, 0.0)
+    assert (cfg.max_sessions_per_client, cfg.session_evict_idle_seconds) == (3, 10.0)
+
+
+@pytest.mark.parametrize("env, name", [
+    ({"LBH_SERVICE_MAX_HEADER_BYTES": "10"}, "LBH_SERVICE_MAX_HEADER_BYTES"),
+    ({"LBH_SERVICE_MAX_CONNECTIONS": "0"}, "LBH_SERVICE_MAX_CONNECTIONS"),
+    ({"LBH_SERVICE_HEADER_READ_TIMEOUT": "0"}, "LBH_SERVICE_HEADER_READ_TIMEOUT"),
+    ({"LBH_SERVICE_DRAIN_DELAY": "-1"}, "LBH_SERVICE_DRAIN_DELAY"),
+    ({"LBH_SERVICE_BODY_READ_TIMEOUT": "inf"}, "LBH_SERVICE_BODY_READ_TIMEOUT"),
+])
+def test_robustness_settings_errors_name_the_variable(env, name):
+    with pytest.raises(ConfigError) as info:
+        ServiceConfig.from_env(env)
+    assert info.value.field == name
+
+
+def test_one_client_cannot_take_the_whole_table(fake_clock):
+    store = SessionStore(4, idle_timeout=60, max_per_client=2, clock=fake_clock)
+    store.create("a1", "10.0.0.1")
+    fake_clock.advance(5)
+    store.create("a2", "10.0.0.1")
+    with pytest.raises(ClientSessionsFull) as info:
+        store.check_room("10.0.0.1")
+    assert info.value.retry_after == 55 and "max_sessions_per_client" in str(info.value)
+    store.create("b1", "10.0.0.2")
+    assert store.held_by("10.0.0.1") == 2 and store.held_by("10.0.0.2") == 1
+    fake_clock.advance(56)  # a1 expired: the client has room again
+    store.create("a3", "10.0.0.1")
+    assert store.held_by("10.0.0.1") == 2
+
+
+def test_a_full_table_evicts_the_longest_idle_session_past_evict_idle(fake_clock):
+    closed = []
+    store = SessionStore(2, idle_timeout=300, evict_idle=30, clock=fake_clock,
+                         on_evict=lambda reason, n: closed.append((reason, n)))
+    old = store.create("old", "x")
+    fake_clock.advance(10)
+    used = store.create("used", "y")
+    with pytest.raises(SessionsFull) as info:
+        store.create("new", "z")  # nobody idle 30 s yet
+    assert info.value.retry_after == 20  # when "old" becomes evictable
+    fake_clock.advance(25)
+    store.release(store.acquire(used.id))  # "used" is stepped: stays
+    stepping = store.acquire(old.id)  # a running step is never evicted...
+    with pytest.raises(SessionsFull):
+        store.create("new", "z")
+    store.release(stepping)
+    fake_clock.advance(31)
+    store.release(store.acquire(used.id))
+    store.create("new", "z")  # ...but idle 31 s, it is
+    assert closed == [("evicted", 1)] and len(store) == 2
+    with pytest.raises(SessionNotFound):
+        store.acquire(old.id)
+    assert store.held_by("x") == 0

@@ -39,6 +39,10 @@ HARNESS_WINDOWS = ("1m", "5m")
 LATENCY_BUDGET_OPERATIONS = "feature_extraction"
 
 P95_BUDGET_SECONDS = 0.1
+#: Operations with a p95 budget of their own (seconds), each alerted by OperationP95OverBudget
+#: (page above it, critical above 1.2x it). The seeds: the RL agent's action < 50 ms. Each
+#: budget should be an instrumentation bucket edge (instrumentation/buckets.py has 0.05).
+OPERATION_P95_BUDGETS: Dict[str, float] = {"agent_action": 0.05}
 P99_BUDGET_SECONDS = 0.2
 ERROR_RATIO_BUDGET = 0.01
 MEMORY_GROWTH_BUDGET_BYTES = 1e9
@@ -183,6 +187,21 @@ def escalating(name: str, metric: str, budget: float, low: str, fmt: str, what: 
     return rules
 
 
+def duration(seconds: float) -> str:
+    """0.05 -> "50ms", 1.0 -> "1s" (for summaries)."""
+    return f"{num(seconds * 1000)}ms" if seconds < 1 else f"{num(seconds)}s"
+
+
+def operation_p95_rules() -> List[Dict[str, Any]]:
+    """``OperationP95OverBudget``: one page/critical pair per operation with a budget of its own."""
+    rules = []
+    for operation, budget in OPERATION_P95_BUDGETS.items():
+        metric = f'job_operation:{HIST}:p95_rate1m{{operation="{operation}"}}'
+        rules += escalating("OperationP95OverBudget", metric, budget, "page", "humanizeDuration", "p95 latency",
+                            duration(budget), BUDGET_FOR)
+    return rules
+
+
 def burn_rules(name: str, slo_name: str, ratio_bad: str, budget: float, selector: str) -> List[Dict[str, Any]]:
     rules = []
     for factor, long_w, short_w, severity, for_ in BURN_RATES:
@@ -216,6 +235,7 @@ def alert_rules() -> Dict[str, Any]:
     budget += escalating(
         "LatencyP99OverBudget", f"job_operation:{HIST}:p99_rate1m{lat}", P99_BUDGET_SECONDS,
         "warning", "humanizeDuration", "p99 latency", "200ms", BUDGET_FOR)
+    budget += operation_p95_rules()
     budget += escalating(
         "ErrorRatioOverBudget", "job_operation:lbh_operation_errors:ratio_rate1m", ERROR_RATIO_BUDGET,
         "page", "humanizePercentage", "error ratio", "1%", BUDGET_FOR)

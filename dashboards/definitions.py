@@ -16,7 +16,9 @@ Conventions every panel follows:
   in the provisioned ``tempo`` datasource (see dashboards/provisioning/datasources).
 * Rates use ``$__rate_interval``; windows over the whole dashboard range use ``$__range``.
 * Budget lines: p95 100 ms, p99 200 ms, error ratio 1 %, good-latency objective 95 %
-  (alerts/README.md has the objectives and burn-rate factors).
+  (alerts/README.md has the objectives and burn-rate factors); operations with a budget
+  of their own (the agent's action: p95 50 ms) are drawn against it in the
+  "p95 against its budget" panel.
 
 ``needs(uid)`` lists the queries that cannot return data on an in-process harness run:
 ``cluster`` (kube-state-metrics / cAdvisor series, the scaling dashboard: checked with
@@ -41,6 +43,9 @@ P99_BUDGET = 0.2
 ERROR_BUDGET = 0.01
 LATENCY_OBJECTIVE = 0.95  # share of calls <= 100 ms
 ERROR_OBJECTIVE = 0.99
+#: Operations with a p95 budget of their own (alerts/generate.py OPERATION_P95_BUDGETS):
+#: the RL agent's action, p95 < 50 ms. Every other operation is held to P95_BUDGET.
+OPERATION_P95_BUDGETS: Dict[str, float] = {"agent_action": 0.05}
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 GRAFANA_DS = {"type": "grafana", "uid": "-- Grafana --"}
@@ -232,6 +237,14 @@ def alerts_annotation(selector: str) -> Dict[str, Any]:
             "tagKeys": "alertname,severity,job,operation", "useValueForTime": False}
 
 
+def budgets_by_operation(count_expr: str) -> str:
+    """A vector of each operation's p95 budget (label ``operation``): the own budgets of
+    OPERATION_P95_BUDGETS, P95_BUDGET for every other operation seen in ``count_expr``."""
+    own = " or ".join(f'label_replace(vector({b:g}), "operation", "{op}", "", "")'
+                      for op, b in OPERATION_P95_BUDGETS.items())
+    return f"({own} or on (operation) (0 * {count_expr} + {P95_BUDGET:g}))"
+
+
 def _hq(quantile: float, metric: str, selector: str, by: str) -> str:
     return (f"histogram_quantile({quantile}, sum by (le, {by}) "
             f"(rate({metric}_bucket{{{selector}}}[$__rate_interval])))")
@@ -259,7 +272,8 @@ def latency_budget() -> Dict[str, Any]:
                  f"sum by (operation) (increase({h}_count{{{sel}}}[$__range]))")
 
     b.row("Budget now")
-    b.add(stat("p95 latency", "p95 over the last rate interval; red at the 100 ms budget.",
+    b.add(stat("p95 latency", "p95 over the last rate interval; red at the 100 ms budget (operations with a "
+               "budget of their own, e.g. agent_action at 50 ms: see \"p95 against its budget\").",
                [q(_hq(0.95, h, sel, "operation"), "{{operation}}", instant=True)], unit="s",
                thresholds=((None, GREEN), (round(P95_BUDGET * 0.8, 6), ORANGE), (P95_BUDGET, RED))), w=6, h=5)
     b.add(stat("p99 latency", "p99 over the last rate interval; red at the 200 ms budget.",
@@ -312,6 +326,15 @@ def latency_budget() -> Dict[str, Any]:
     b.add(timeseries("Errors by type", "lbh_operation_errors_total by operation and exception type.",
                      [q(f"sum by (operation, error_type) (rate(lbh_operation_errors_total{{{sel}}}[$__rate_interval]))",
                         "{{operation}} {{error_type}}")], unit="reqps", min_=0, stack=True), w=12)
+    own = ", ".join(f"{op} {b * 1000:g} ms" for op, b in OPERATION_P95_BUDGETS.items())
+    b.add(timeseries("p95 against its budget",
+                     f"Each operation's p95 divided by its own p95 budget ({own}; every other operation "
+                     f"{P95_BUDGET * 1000:g} ms): 100 % (line) is exactly on budget. The RL agent's decision "
+                     "(agent_action) is held to 50 ms, the seeds' budget; OperationP95OverBudget pages above it.",
+                     [q(f"{_hq(0.95, h, sel, 'operation')} / on (operation) {budgets_by_operation(count)}",
+                        "{{operation}}")],
+                     unit="percentunit", thresholds=((None, GREEN), (0.8, ORANGE), (1.0, RED)),
+                     threshold_style="dashed", min_=0), w=24, h=7)
 
     b.row("Traffic, cache and fallback")
     b.add(timeseries("Call rate by operation and outcome", "Calls per second.",

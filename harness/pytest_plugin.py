@@ -4,7 +4,9 @@ Enable it with ``-p harness.pytest_plugin`` (or ``pytest_plugins = ["harness.pyt
 in your top-level ``conftest.py``; installed with the package it is registered as the
 ``harness`` plugin).  Two ways to write a test:
 
-A marker — the test gets the finished run, and fails when a threshold failed::
+A marker — the test gets the finished run, and fails when a threshold failed (a test
+*failure*, ``<failure>`` under ``--junitxml``, raised in the call phase before the body runs;
+a run that could not start at all is a setup error)::
 
     @pytest.mark.load_scenario("cold-start", smoke=True)          # a packaged name or a file
     def test_cold_path_holds_the_budget(load_result):
@@ -217,5 +219,23 @@ def load_result(request: Any) -> LoadResult:
     if request.config.getoption("--harness-smoke", default=False):
         kw["smoke"] = True
     res = run_load_scenario(scenario, report_dir=_report_dir(request.config), report_name=request.node.name, **kw)
-    _check(res, allow_invalid)
+    request.node.stash[_JUDGE] = (res, allow_invalid)  # judged in the call phase: pytest_runtest_call
     return res
+
+
+#: the marker's run, judged when the test is called (a fixture's exception is a setup *error*)
+_JUDGE: "pytest.StashKey[tuple]" = pytest.StashKey()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: Any) -> None:
+    """A marked test whose run missed its thresholds (or was invalid) *fails*, before its
+    body runs: raised here, in the call phase, it is a test failure (JUnit ``<failure>``),
+    where the same check in the ``load_result`` fixture was an error "failed on setup"."""
+    judged = item.stash.get(_JUDGE, None)
+    if judged is None:
+        return
+    try:
+        _check(*judged)
+    except LoadThresholdsFailed as exc:
+        pytest.fail(str(exc), pytrace=False)

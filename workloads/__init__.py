@@ -1,8 +1,8 @@
 """The reference system under test: market data, the feature-extractor chain, a trading
-environment and risk calls, each instrumented with :func:`instrumentation.instrument`.
+environment, an RL agent and risk calls, each instrumented with :func:`instrumentation.instrument`.
 
 Operation names: ``feature_extraction``, ``feature_extraction_batch``, ``model_inference``,
-``fallback_extraction``, ``env_reset``, ``env_step``, ``risk_var``, ``risk_cvar``,
+``fallback_extraction``, ``env_reset``, ``env_step``, ``agent_action``, ``risk_var``, ``risk_cvar``,
 ``risk_mc_var``, ``risk_limits``. See docs/workloads.md for the input policy and faults.
 
 Importing this package imports nothing heavy (torch loads with the first model class
@@ -15,6 +15,9 @@ import importlib
 #: public name -> the submodule that defines it, imported on first use (PEP 562), so
 #: ``workloads.market_data`` and the payload generators work without torch installed
 _LAZY: dict[str, str] = {
+    "AgentDecision": "agent",
+    "PolicyArchitecture": "agent",
+    "TradingAgent": "agent",
     "CacheStats": "cache",
     "TTLCache": "cache",
     "window_key": "cache",
@@ -83,6 +86,7 @@ OPERATIONS: tuple[str, ...] = (
     "fallback_extraction",
     "env_reset",
     "env_step",
+    "agent_action",
     "risk_var",
     "risk_cvar",
     "risk_mc_var",
@@ -91,6 +95,7 @@ OPERATIONS: tuple[str, ...] = (
 
 __all__ = [
     "ACTIONS",
+    "AgentDecision",
     "CNNLSTM",
     "CRASH_SCENARIOS",
     "CacheStats",
@@ -120,9 +125,11 @@ __all__ = [
     "MonteCarloVaR",
     "N_FEATURES",
     "OPERATIONS",
+    "PolicyArchitecture",
     "RiskEngine",
     "RiskLimits",
     "TTLCache",
+    "TradingAgent",
     "TradingEnv",
     "build_extractor",
     "check_limits",

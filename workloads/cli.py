@@ -1,13 +1,13 @@
-"""``workloads``: run the reference system as an HTTP service.
+"""workloads: run the reference system as an HTTP service.
 
     workloads serve                                  # 127.0.0.1:8000
     workloads serve --host 0.0.0.0 --port 8080 --max-concurrency 8 --request-timeout 1.5
     LBH_FAULT_EXTRA_LATENCY_MS=150 workloads serve   # inject model latency
 
 Precedence: flag > environment variable > default. Service settings read
-``LBH_SERVICE_<SETTING>`` (e.g. ``LBH_SERVICE_MAX_CONCURRENCY``); the extractor reads
-``LBH_EXTRACTOR_<FIELD>`` and faults ``LBH_FAULT_*`` (docs/workloads.md); tracing reads the
-standard ``OTEL_*`` variables. Exit codes: 0 after a graceful shutdown, 1 if the server
+LBH_SERVICE_<SETTING> (e.g. LBH_SERVICE_MAX_CONCURRENCY); the extractor reads
+LBH_EXTRACTOR_<FIELD> and faults LBH_FAULT_* (docs/workloads.md); tracing reads the
+standard OTEL_* variables. Exit codes: 0 after a graceful shutdown, 1 if the server
 could not start, 2 for a bad flag or variable.
 """
 
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = p.add_subparsers(dest="command")
     s = sub.add_parser("serve", help="run the HTTP service (FastAPI on uvicorn) until SIGTERM",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--host", help="bind address (LBH_SERVICE_HOST; default 127.0.0.1)")
     s.add_argument("--port", help="TCP port, 0 = any free (LBH_SERVICE_PORT; default 8000)")
     s.add_argument("--max-concurrency", help="computations at once; beyond: 503 + Retry-After "
@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--fault-extra-latency-ms", help="sleep added inside each model call")
     f.add_argument("--fault-latency-rate", help="probability a call gets the extra latency")
     f.add_argument("--fault-cache-outage", help="1/0: every lookup bypasses the cache")
-    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="server log level (default: info)")
     s.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
     return p
 

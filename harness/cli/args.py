@@ -4,6 +4,7 @@ and loading the scenario a command names (with the error printed the one way).""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -12,7 +13,43 @@ import yaml
 from harness.config import library
 from harness.config.scenario import Scenario, ScenarioError
 
-__all__ = ["parse_kv", "add_set_argument", "scenario_overrides", "threshold_overrides", "load_scenario"]
+__all__ = ["HelpFormatter", "plain_text", "parse_kv", "add_set_argument", "scenario_overrides", "threshold_overrides",
+           "load_scenario"]
+
+
+_ROLE = re.compile(r":(?:py:)?[a-z]+:`(~?)([^`<]*?)\s*(?:<[^`>]*>)?`")
+_LITERAL = re.compile(r"``(.+?)``", re.S)
+_STRONG = re.compile(r"\*\*(.+?)\*\*", re.S)
+
+
+def plain_text(text: str) -> str:
+    """reStructuredText inline markup as a terminal shows it: ``:mod:`a.b``` -> ``a.b``,
+    double-backquoted literals and ``**strong**`` without their marks (docstrings double
+    as ``--help`` texts; the markup is for the docs, not the reader of a terminal)."""
+    text = _ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), text)
+    text = _LITERAL.sub(lambda m: m.group(1), text)
+    return _STRONG.sub(lambda m: m.group(1), text)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every ``harness`` parser's help: descriptions and epilogs keep their layout, lose
+    reStructuredText markup; an option's default is shown only when there is one (never
+    ``(default: None)``) and its help text does not state it already."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return super()._fill_text(plain_text(text), width, indent)
+
+    def _split_lines(self, text: str, width: int) -> List[str]:
+        return super()._split_lines(plain_text(text), width)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help = action.help or ""
+        default = action.default
+        if ("%(default)" in help or "default" in help.lower() or not action.option_strings
+                or action.nargs == 0 or default is None or default is argparse.SUPPRESS
+                or isinstance(default, bool) or default in ("", [], ())):
+            return help
+        return help + " (default: %(default)s)"
 
 
 def parse_kv(text: str) -> Tuple[str, Any]:

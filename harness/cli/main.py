@@ -18,6 +18,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from harness.cli.args import HelpFormatter
 from harness.cli import (compare, dashboards, merge, report, run, scale_test, scenarios, search, soak, stack,
                          targets, validate)
 from harness.exitcodes import ExitCode
@@ -33,11 +34,26 @@ SUBCOMMANDS = (run, report, compare, search, soak, scenarios, merge, stack, scal
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness", description="Latency-budget load harness.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+                                formatter_class=HelpFormatter, epilog=__doc__)
     sub = p.add_subparsers(dest="command")
     for module in SUBCOMMANDS:
         module.register(sub)
+    _format_all(p)
     return p
+
+
+def _format_all(parser: argparse.ArgumentParser) -> None:
+    """One help formatter for every (sub)command, whatever its module set (markup-free,
+    defaults only where they exist): an option with a default but no help text shows its default."""
+    for action in parser._actions:
+        if action.help is None and action.option_strings and action.nargs != 0 \
+                and action.default not in (None, "", [], ()) and not isinstance(action.default, bool):
+            action.help = "(default: %(default)s)"
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if child.formatter_class in (argparse.HelpFormatter, argparse.RawDescriptionHelpFormatter):
+                    child.formatter_class = HelpFormatter
+                _format_all(child)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

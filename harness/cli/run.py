@@ -26,6 +26,7 @@ from harness.lifecycle import Interrupted, signal_name, signal_scope
 from harness.observe.annotations import RunAnnotations, annotations_for
 from harness.observe.stack import StackConfigError, StackError, find_binaries, missing_binaries_message
 from harness.result.compare import compare, format_comparison, gate_exit_code, pool_results
+from harness.result.ci import write_ci
 from harness.result.html import write_report
 from harness.result.schema import Result, ResultError, load_result, write_result
 from harness.result.summary import format_summary
@@ -33,7 +34,11 @@ from harness.run.runner import Run, RunOptions
 from harness.run.service import ServiceError, served
 from harness.targets import TargetError
 
-__all__ = ["register", "handle", "after_run", "add_grafana_arguments", "annotations_from_args", "segment"]
+__all__ = ["register", "handle", "after_run", "add_ci_arguments", "add_grafana_arguments", "annotations_from_args",
+           "segment"]
+
+#: ``--junit`` & co.: flag attribute -> format of :mod:`harness.result.ci`
+CI_OUTPUTS = (("junit", "junit"), ("csv", "csv"), ("csv_series", "csv-series"), ("summary_md", "markdown"))
 
 #: flag attribute -> scenario field (dotted path)
 _OVERRIDE_FLAGS = (("name", "name"), ("target", "target"), ("payload", "payload"), ("duration", "duration"),
@@ -77,7 +82,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     o.add_argument("--metrics-port", type=int, default=0, help="port for the live /metrics (0: a free port)")
     o.add_argument("--metrics-addr", default="127.0.0.1")
     o.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
-    o.add_argument("--progress", choices=("auto", "tty", "plain", "off"), default="auto")
+    o.add_argument("--progress", choices=("auto", "tty", "plain", "off"), default="auto",
+                   help="auto: a live display on a terminal (bar, rates, p95 against the budget, errors), "
+                   "plain lines otherwise; tty/plain force one; off: none. NO_COLOR drops the colour")
     o.add_argument("--lag-bound-ms", type=float, default=5.0, help="schedule-lag p99 above which the run is invalid")
     o.add_argument("--quiet", "-q", action="store_true", help="no summary on stdout")
     st = run.add_argument_group("Prometheus stack (alerts evaluated by the real rules on this run)")
@@ -96,10 +103,26 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("--report", nargs="?", const="", default=None, metavar="PATH",
                    help="also write the HTML report (default: next to the result, .html)")
     r.add_argument("--smoke", action="store_true", help="a packaged scenario's shortened variant (a few seconds)")
+    add_ci_arguments(run)
     add_gate_arguments(run)
     add_grafana_arguments(run)
     run.set_defaults(handler=handle)
     return run
+
+
+def add_ci_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--junit``, ``--csv``, ``--csv-series``, ``--summary-md``: the CI formats of the result
+    (:mod:`harness.result.ci`), written after the run whatever its verdict."""
+    g = parser.add_argument_group("CI outputs (written whatever the verdict; `harness report --format` makes "
+                                  "them from a result later)")
+    g.add_argument("--junit", metavar="PATH", help="JUnit XML: a testcase per threshold (a failed one is a "
+                                                   "<failure>), the generator self-check and, with --baseline, "
+                                                   "the gate's metrics")
+    g.add_argument("--csv", metavar="PATH", help="CSV, one row per target x metric (percentiles in ms, rates)")
+    g.add_argument("--csv-series", dest="csv_series", metavar="PATH", help="CSV of the per-second windows")
+    g.add_argument("--summary-md", "--markdown", dest="summary_md", metavar="PATH",
+                   help="Markdown verdict for a CI job summary, e.g. --summary-md \"$GITHUB_STEP_SUMMARY\" "
+                        "(appended to that file)")
 
 
 def add_grafana_arguments(parser: argparse.ArgumentParser) -> None:
@@ -239,6 +262,18 @@ def after_run(args: Any, result: Result, result_path: Path, *, baseline: Optiona
         out = args.report or str(Path(result_path).with_suffix(".html"))
         path = write_report(result, out, comparison=comparison)
         print(f"report: {path}", file=stdout)
+    for attr, fmt in CI_OUTPUTS:
+        target = getattr(args, attr, None)
+        if not target:
+            continue
+        try:
+            path = write_ci(result, fmt, target, comparison=comparison)
+        except OSError as exc:  # the result is written; a CI file that could not be is still a failed step
+            print(f"harness: --{attr.replace('_', '-')}: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+            code = code or int(ExitCode.ERROR)
+            continue
+        if not args.quiet:
+            print(f"{fmt}: {path}", file=stdout)
     return code
 
 

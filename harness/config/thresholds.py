@@ -19,6 +19,15 @@ fallback_rate
 throughput (alias rps)    counter  ``count`` (requests), ``rate`` (requests/s)
 ========================  =======  ===============================================
 
+k6's names are accepted as aliases (:data:`K6_ALIASES`): ``http_req_duration`` and
+``iteration_duration`` are ``latency`` (one request is one iteration here, and latency is
+measured from the intended start, so it is never smaller than k6's figure for the same
+stall), ``http_req_failed`` is ``failed_rate``, ``http_reqs`` is ``throughput``.  k6's
+``status``, ``method`` and ``name`` tags are refused with a message that says what to
+write instead: the recorder keeps one outcome per request, not its HTTP status (a non-2xx
+answer is an error of type ``HTTP <status>``), and an HTTP target has one method and URL,
+so ``{target:<name>}`` already selects them.
+
 ``failed_rate`` is (errors + timeouts + dropped) / all requests, like k6's
 ``http_req_failed`` (which counts timeouts too); ``error_rate``, ``timeout_rate`` and
 ``dropped_rate`` count one outcome each over all requests.  Trend metrics cover **every
@@ -62,6 +71,7 @@ __all__ = [
     "COUNTER",
     "METRICS",
     "METRIC_ALIASES",
+    "K6_ALIASES",
     "TIME_UNITS",
     "FAILURE_METRIC",
     "DEFAULT_FAILURE_THRESHOLD",
@@ -100,7 +110,14 @@ METRICS: dict[str, str] = {
     # alerts the real rules fired during the run (needs --stack): alerts{severity:page}: count==0
     "alerts": ALERTS,
 }
-METRIC_ALIASES: dict[str, str] = {"rps": "throughput"}
+#: k6's built-in metric names -> ours (README "Coming from k6")
+K6_ALIASES: dict[str, str] = {
+    "http_req_duration": "latency",
+    "iteration_duration": "latency",
+    "http_req_failed": "failed_rate",
+    "http_reqs": "throughput",
+}
+METRIC_ALIASES: dict[str, str] = {"rps": "throughput", **K6_ALIASES}
 
 _AGGREGATIONS: dict[str, tuple[str, ...]] = {
     TREND: ("avg", "min", "max", "med", "p(N)", "count"),
@@ -115,6 +132,13 @@ _TAGS: dict[str, tuple[str, ...]] = {
     ALERTS: ("severity", "alertname"),
 }
 OUTCOMES = ("ok", "error", "timeout", "dropped")
+#: k6 tags the recorder has no data for: what to write instead (never a made-up figure)
+_K6_TAGS: dict[str, str] = {
+    "status": "the harness does not record each response's HTTP status; a non-2xx answer counts as an error "
+              "of type 'HTTP <status>' (see the summary's errors), so judge it with error_rate or failed_rate",
+    "method": "an HTTP target has one method; select its requests with {target:<name>}",
+    "name": "the harness groups requests by target; write {target:<name>}",
+}
 
 #: the metric of the failure threshold every run is judged on unless turned off
 FAILURE_METRIC = "failed_rate"
@@ -296,7 +320,10 @@ def parse_metric(metric: str) -> tuple[str, dict[str, str]]:
                 continue
             key, val = (x.strip().strip("'\"") for x in part.split(":", 1))
             allowed = _TAGS[METRICS[name]]
-            if key not in allowed:
+            if key not in allowed and key in _K6_TAGS:
+                problems.append(f"{metric}: tag {key!r} is not supported: {_K6_TAGS[key]} "
+                                f"(tags of {name}: {', '.join(allowed)})")
+            elif key not in allowed:
                 hint = _suggest(key, allowed) or " (known: " + ", ".join(allowed) + ")"
                 problems.append(f"{metric}: unknown tag {key!r} for {name}{hint}")
             elif key in tags:

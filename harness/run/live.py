@@ -12,10 +12,12 @@ schedule asked for) beside ``lbh_harness_achieved_rate``; ``lbh_harness_in_fligh
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, TextIO
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, TextIO
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -25,7 +27,7 @@ from instrumentation import DEFAULT_BUCKETS
 from harness.engine.base import LAG_BUCKET_NS
 from harness.record.recorder import METRICS, OUTCOMES, Recorder, counts_view, histogram_mean
 
-__all__ = ["LiveCollector", "Progress", "RunState"]
+__all__ = ["LiveCollector", "Progress", "RunState", "p95_budget_ms", "p95_level", "NEAR_BUDGET"]
 
 _NAMES = {"latency": "latency_seconds", "service_time": "service_time_seconds", "lag": "schedule_lag_seconds"}
 _HELP = {
@@ -49,6 +51,8 @@ class RunState:
         self.phase = ""
         self.in_flight: Callable[[], int] = lambda: 0
         self.lag_counts: Callable[[], List[int]] = lambda: []
+        #: the scenario's p95 latency budget in ms (the live display's colours); None: no colour
+        self.p95_budget_ms: Optional[float] = None
 
     def elapsed_s(self) -> float:
         return 0.0 if self.t0_ns is None else (time.perf_counter_ns() - self.t0_ns) / 1e9
@@ -174,9 +178,57 @@ def _fmt(b: float) -> str:
     return repr(float(b))
 
 
+def p95_budget_ms(thresholds: Iterable[Any]) -> Optional[float]:
+    """The p95 latency budget the live display colours against: the scenario's
+    ``latency`` ``p(95)<X`` threshold with the fewest tags, in ms; None without one."""
+    best: Any = None
+    for th in thresholds:
+        agg = getattr(th, "aggregation", None)
+        if (getattr(th, "name", None) == "latency" and agg is not None and agg.kind == "p"
+                and agg.percentile == 95 and th.op in ("<", "<=")):
+            if best is None or len(th.tags) < len(best.tags):
+                best = th
+    return None if best is None else float(best.value)
+
+
+#: p95 at or above this share of the budget shows yellow ("near"), at or above it red
+NEAR_BUDGET = 0.8
+
+
+def p95_level(p95_ms: Optional[float], budget_ms: Optional[float]) -> str:
+    """``ok`` (green), ``near`` (yellow), ``over`` (red), or ``""`` (nothing to compare)."""
+    if p95_ms is None or not budget_ms:
+        return ""
+    if p95_ms >= budget_ms:
+        return "over"
+    return "near" if p95_ms >= NEAR_BUDGET * budget_ms else "ok"
+
+
+_LEVEL_STYLE = {"ok": "bold green", "near": "bold yellow", "over": "bold red", "": "bold"}
+
+
+class _Sample:
+    """One read of the recorder (about once a second): what the display shows besides the clock."""
+
+    __slots__ = ("done", "counts", "achieved", "intended", "busy", "p95_ms")
+
+    def __init__(self, done: int = 0, counts: Optional[Dict[str, int]] = None, achieved: float = 0.0,
+                 intended: Optional[float] = None, busy: int = 0, p95_ms: Optional[float] = None) -> None:
+        self.done = done
+        self.counts = counts or {"ok": 0, "error": 0, "timeout": 0, "dropped": 0}
+        self.achieved = achieved
+        self.intended = intended
+        self.busy = busy
+        self.p95_ms = p95_ms
+
+
 class Progress:
-    """Elapsed/remaining, intended vs achieved rate, live p95, errors: a live line on a
-    terminal (rich), plain periodic lines otherwise (CI logs, pipes)."""
+    """Elapsed/remaining, intended vs achieved rate, live p95 against the budget, errors:
+    on a terminal a live display (rich: a bar of the schedule, colour), plain periodic
+    lines otherwise (CI logs, pipes). ``NO_COLOR`` turns the colour off.
+
+    Cost to the run: the recorder is read once a second (its last windows only); the
+    display redraws at most 4 times a second from that cached read."""
 
     def __init__(self, recorder: Callable[[], Optional[Recorder]], state: RunState, *, stream: TextIO = sys.stderr,
                  mode: str = "auto", interval_s: float = 1.0, plain_every_s: float = 5.0) -> None:
@@ -184,39 +236,62 @@ class Progress:
         self._state = state
         self._stream = stream
         if mode == "auto":
-            mode = "tty" if stream.isatty() else "plain"
+            isatty = getattr(stream, "isatty", None)
+            mode = "tty" if isatty is not None and isatty() and os.environ.get("TERM") != "dumb" else "plain"
         self.mode = mode
         self._interval = interval_s if mode == "tty" else plain_every_s
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._prev = (0.0, 0)
         self._live: Any = None
+        self._sample_lock = threading.Lock()
+        self._last = _Sample()
+        self._final: Optional[str] = None
+
+    # -- what is shown --------------------------------------------------------------------
+
+    def sample(self) -> Optional[_Sample]:
+        """Read the recorder now (counts and its last windows only); None before the run starts."""
+        st = self._state
+        rec = self._get_recorder()
+        if rec is None:
+            return None
+        el = st.elapsed_s()
+        c = rec.counts()
+        done = sum(c.values())
+        t_prev, n_prev = self._prev
+        achieved = (done - n_prev) / (el - t_prev) if el > t_prev else 0.0
+        self._prev = (el, done)
+        wins = rec.windows(last=3)  # the last complete window's p95 (a long run has thousands)
+        p95 = next((w["p95_ms"] for w in reversed(wins[:-1] or wins) if w.get("p95_ms") is not None), None)
+        s = _Sample(done, dict(c), achieved, st.intended_rate(), st.in_flight(), p95)
+        with self._sample_lock:
+            self._last = s
+        return s
 
     def line(self, final: bool = False) -> str:
         """The progress line; ``final``: the run's whole-run figures (achieved rate over the
         load's duration against the rate the schedule asked for over it), not the last second's."""
         st = self._state
         el = st.elapsed_s()
-        rec = self._get_recorder()
-        if rec is None:
-            return f"[{st.scenario}] starting"
-        c = rec.counts()
-        done = sum(c.values())
         if final:
-            return self._final_line(st, el, c, done)
-        t_prev, n_prev = self._prev
-        achieved = (done - n_prev) / (el - t_prev) if el > t_prev else 0.0
-        self._prev = (el, done)
-        wins = rec.windows(last=3)  # the last complete window's p95 (a long run has thousands)
-        p95 = next((w["p95_ms"] for w in reversed(wins[:-1] or wins) if w.get("p95_ms") is not None), None)
+            rec = self._get_recorder()
+            if rec is None:
+                return f"[{st.scenario}] starting"
+            c = rec.counts()
+            return self._final_line(st, el, c, sum(c.values()))
+        s = self.sample()
+        if s is None:
+            return f"[{st.scenario}] starting"
+        c, done = s.counts, s.done
         remaining = max(0.0, st.duration_s - el)
         bad = c["error"] + c["timeout"] + c["dropped"]
-        p95_s = f"{p95:.1f} ms" if p95 is not None else "-"
+        p95_s = f"{s.p95_ms:.1f} ms" if s.p95_ms is not None else "-"
         # closed-loop users have no intended rate: say how many users are busy instead
-        intended = st.intended_rate()
-        target = f"of {intended:.1f}/s" if intended is not None else f"({st.in_flight()} users busy)"
+        target = (f"({s.busy} users busy)" if s.intended is None
+                  else "(schedule done, draining)" if el >= st.duration_s else f"of {s.intended:.1f}/s")
         return (f"[{st.scenario}] {el:5.1f}s / {st.duration_s:.0f}s (-{remaining:.0f}s)  "
-                f"rate {achieved:7.1f}/s {target}  p95(1s) {p95_s}  "
+                f"rate {s.achieved:7.1f}/s {target}  p95(1s) {p95_s}  "
                 f"done {done}  err {c['error']} timeout {c['timeout']} dropped {c['dropped']}"
                 + (f"  ({bad / done:.1%} bad)" if done else ""))
 
@@ -232,16 +307,85 @@ class Progress:
                 f"done {done}  err {c['error']} timeout {c['timeout']} dropped {c['dropped']}"
                 + (f"  ({bad / done:.1%} bad)" if done else ""))
 
+    def renderable(self) -> Any:
+        """The terminal display (a rich renderable, drawn from the last sample and the clock)."""
+        return _Display(self)
+
+    def _render(self, width: int) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        st = self._state
+        el = st.elapsed_s()
+        with self._sample_lock:
+            s = self._last
+        dur = st.duration_s or 0.0
+        head = Table.grid(padding=(0, 1))
+        head.add_column(no_wrap=True, overflow="ellipsis", max_width=max(8, width // 4))
+        head.add_column(no_wrap=True)
+        head.add_column(no_wrap=True, overflow="ellipsis")
+        bar = ProgressBar(total=max(dur, 1e-9), completed=min(el, dur) if dur else 0.0,
+                          width=max(10, min(40, width - 45)))
+        if self._final is not None:
+            clock = Text(f"done in {el:.1f}s", style="bold")
+        else:
+            clock = Text(f"{el:5.1f}s / {dur:.0f}s")
+            if el < dur:
+                clock.append(f"  -{math.ceil(dur - el):d}s", style="dim")
+            else:
+                clock.append("  draining", style="yellow")
+            if st.phase:
+                clock.append(f"  phase {st.phase}", style="cyan")
+        head.add_row(Text(st.scenario, style="bold"), bar, clock)
+        if self._final is not None:
+            c = s.counts
+            bad = c["error"] + c["timeout"] + c["dropped"]
+            return Group(head, Text(self._final, style="bold red" if bad else "bold"))
+        rate = Text("rate ")
+        rate_style = "bold"
+        if s.intended:  # short of the schedule (past the first seconds): the target or the generator lags
+            rate_style = "bold yellow" if el > 2.0 and s.achieved < 0.9 * s.intended else "bold"
+        rate.append(f"{s.achieved:.1f}/s", style=rate_style)
+        if s.intended is not None and el >= dur:  # past the schedule's end: only the in-flight calls finish
+            rate.append(f"  schedule done, draining {s.busy} in flight", style="dim")
+        elif s.intended is not None:
+            rate.append(f" of {s.intended:.1f}/s intended")
+        else:
+            rate.append(f"  ({s.busy} users busy)")
+        rate.append("   p95(1s) ")
+        level = p95_level(s.p95_ms, st.p95_budget_ms)
+        rate.append(f"{s.p95_ms:.1f} ms" if s.p95_ms is not None else "-", style=_LEVEL_STYLE[level])
+        if st.p95_budget_ms:
+            rate.append(f" of {st.p95_budget_ms:g} ms budget")
+            if level == "over":
+                rate.append("  OVER", style="bold red")
+        rate.no_wrap, rate.overflow = True, "ellipsis"
+        c = s.counts
+        bad = c["error"] + c["timeout"] + c["dropped"]
+        counts = Text(f"done {s.done}   ")
+        counts.append(f"failed {bad}", style="bold red" if bad else "green")
+        counts.append(f" (err {c['error']} · timeout {c['timeout']} · dropped {c['dropped']})"
+                      + (f" {bad / s.done:.1%}" if s.done else ""), style="red" if bad else "dim")
+        counts.append(f"   in flight {s.busy}", style="dim")
+        counts.no_wrap, counts.overflow = True, "ellipsis"
+        return Group(head, rate, counts)
+
+    # -- running ----------------------------------------------------------------------------
+
     def start(self) -> "Progress":
         if self.mode == "off":
             return self
         if self.mode == "tty":  # rich costs tens of ms at import: loaded only for a terminal
             from rich.console import Console
             from rich.live import Live
-            from rich.text import Text
 
-            self._text = Text
-            self._live = Live(Text(""), console=Console(file=self._stream), refresh_per_second=4, transient=False)
+            console = Console(file=self._stream, force_terminal=True)  # NO_COLOR: rich drops the colour
+            # prints to a terminal stdout go above the display; a redirected stdout stays where it was sent
+            out_tty = bool(getattr(sys.stdout, "isatty", None) and sys.stdout.isatty())
+            self._live = Live(self.renderable(), console=console, refresh_per_second=4, transient=False,
+                              redirect_stdout=out_tty)
             self._live.start()
         self._thread = threading.Thread(target=self._loop, name="lbh-progress", daemon=True)
         self._thread.start()
@@ -252,11 +396,15 @@ class Progress:
             self._emit()
 
     def _emit(self, final: bool = False) -> None:
-        text = self.line(final=final)
-        if self._live is not None:
-            self._live.update(self._text(text))
+        if self._live is not None:  # the display redraws itself (4 Hz) from the last sample
+            if final:
+                self._final = self.line(final=True)
+                self.sample()
+                self._live.refresh()
+            else:
+                self.sample()
         else:
-            print(text, file=self._stream, flush=True)
+            print(self.line(final=final), file=self._stream, flush=True)
 
     def stop(self) -> None:
         """Stop, leaving one last line with the final counts (also in plain mode)."""
@@ -266,3 +414,13 @@ class Progress:
             self._emit(final=True)
         if self._live is not None:
             self._live.stop()
+
+
+class _Display:
+    """Rendered by rich's refresh thread (at most 4 Hz): reads the cached sample, never the recorder."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        yield self._progress._render(options.max_width)

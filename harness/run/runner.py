@@ -33,7 +33,7 @@ from harness.lifecycle import SignalScope, held_signals, signal_scope
 from harness.observe.stack import LocalStack, PrometheusClient, StackError, WebhookReceiver
 from harness.observe.stack_report import fired_alerts, quantile_crosscheck, server_quantiles
 from harness.record.recorder import Recorder
-from harness.run.live import LiveCollector, Progress, RunState
+from harness.run.live import LiveCollector, Progress, RunState, p95_budget_ms
 from harness.run.prepare import build_scenario_target, make_executor, warm_up
 from harness.run.processes import ProcessFleet, RecorderView
 from harness.run.resources import ResourceSampler
@@ -84,6 +84,7 @@ class Run:
         self._recorder: Optional[Recorder] = None
         self._fleet_view: Optional[RecorderView] = None
         self.state = RunState(self.run_id, scenario.name, scenario.target, scenario.profile, scenario.duration)
+        self.state.p95_budget_ms = p95_budget_ms(scenario.parsed_thresholds)
         self.metrics_url: Optional[str] = None
         self.interrupted = False
         self.aborted_by: List[str] = []

@@ -328,7 +328,8 @@ def test_kill_9_takes_a_spawned_child_and_the_guardian_removes_the_folder(tmp_pa
         child_pid, guardian_pid = map(int, parent.stdout.readline().split())
         procs = [psutil.Process(child_pid), psutil.Process(guardian_pid)]
         deadline = time.monotonic() + 10
-        while procs[0].cmdline()[1] != "-c" and time.monotonic() < deadline:
+        # /proc/PID/cmdline reads empty for a moment while the wrapper execs the program
+        while procs[0].cmdline()[1:2] != ["-c"] and time.monotonic() < deadline:
             time.sleep(0.02)
         assert procs[0].cmdline()[1:3] == ["-c", "import time; time.sleep(300)"]  # the wrapper became it
         parent.kill()

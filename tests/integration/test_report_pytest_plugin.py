@@ -72,3 +72,39 @@ def test_run_load_scenario_helper():
     assert r.summary["count"] == 10 and r.summary["cache_hit_rate"] == 1.0
     with pytest.raises(LoadThresholdsFailed, match="slow-model-no-fallback"):
         run_load_scenario("slow-model-no-fallback", smoke=True, duration="1s", check=True)
+
+
+def test_failed_threshold_is_a_junit_failure_not_a_setup_error(pytester):
+    """Under ``--junitxml`` a marked test whose threshold failed is a ``<failure>`` of the
+    test (call phase), with the threshold and the observed value; a passing one has neither."""
+    import xml.etree.ElementTree as ET
+
+    pytester.makepyfile(test_ci=textwrap.dedent("""
+        import pytest
+
+        T = "tests.support.targets_capacity"
+        FAST = dict(target=f"{T}:flagged", payload=f"{T}:ordinal", rate=20, duration="1s")
+
+        @pytest.mark.load_scenario(**FAST, thresholds={"latency": ["p(50)<0.001ms"]}, allow_invalid=True)
+        def test_too_strict(load_result):
+            raise RuntimeError("the body must not run when the thresholds failed")
+
+        @pytest.mark.load_scenario(**FAST, thresholds={"latency": ["p(95)<10s"]}, allow_invalid=True,
+                                   overrides={"failures.threshold": "off"})
+        def test_holds(load_result):
+            assert load_result.thresholds_passed
+    """))
+    xml = pytester.path / "junit.xml"
+    res = pytester.inline_run(*_plugin_args(), "-p", "no:cacheprovider", f"--rootdir={pytester.path}",
+                              f"--junitxml={xml}", "-o", f"pythonpath={REPO_ROOT}")
+    res.assertoutcome(passed=1, failed=1)
+    reports = [r for r in res.getreports("pytest_runtest_logreport") if r.failed]
+    assert [r.when for r in reports] == ["call"]  # not "setup"
+    suite = ET.parse(xml).getroot().find("testsuite")
+    assert suite.get("failures") == "1" and suite.get("errors") == "0" and suite.get("tests") == "2"
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    failure = cases["test_too_strict"].find("failure")
+    assert failure is not None and cases["test_too_strict"].find("error") is None
+    assert "latency p(50)<0.001ms (observed" in failure.get("message")
+    assert "RuntimeError" not in (failure.text or "") + failure.get("message")
+    assert cases["test_holds"].find("failure") is None and cases["test_holds"].find("error") is None

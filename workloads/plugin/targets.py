@@ -1,6 +1,7 @@
 """The reference workloads as harness targets (``lbh.targets`` entry points).
 
-``features``, ``env-step`` and ``risk-var`` share one extractor per run (built from the
+``features``, ``env-step``, ``risk-var``, ``agent-action`` and ``trading-loop`` share one
+extractor (and one agent) per run (built from the
 scenario's ``faults`` and ``workload`` settings, in the run's registry and tracer
 provider), so a ``mixed`` run loads one model. The ``features-*`` targets serve the
 packaged input scenarios (sizes, extreme data, crash, warm cache, cached mix).
@@ -12,8 +13,10 @@ import threading
 from typing import Any, Callable, Mapping
 
 import numpy as np
+from prometheus_client import CollectorRegistry
 
 from harness.targets import Target, TargetContext, TargetError
+from workloads.agent import PolicyArchitecture, TradingAgent
 from workloads.environment import TradingEnv
 from workloads.extractor import ExtractorConfig, build_extractor
 from workloads.faults import ConfigError, FaultConfig
@@ -21,7 +24,7 @@ from workloads.plugin.library import library
 from workloads.plugin.payloads import pool_index, window_pool
 from workloads.risk import RiskEngine
 
-__all__ = ["features", "env_step", "risk_var", "features_sizes", "features_extreme", "features_crash",
+__all__ = ["features", "env_step", "risk_var", "agent_action", "trading_loop", "features_sizes", "features_extreme", "features_crash",
            "features_warm", "features_mixed_cache"]
 
 
@@ -45,6 +48,17 @@ class _Workloads:
         self.tracer_provider = tracer_provider
         self.extractor = build_extractor(self.config, registry, tracer_provider)
         self.local = threading.local()
+        self._agent: TradingAgent | None = None
+        self._lock = threading.Lock()
+
+    def agent(self) -> TradingAgent:
+        """The run's agent (seeded with the run's seed, in the run's registry), built once."""
+        with self._lock:
+            if self._agent is None:
+                self._agent = TradingAgent(PolicyArchitecture(feature_dim=self.config.fused_feature_dim),
+                                           seed=self.seed, threads=self.config.torch_threads,
+                                           registry=self.registry, tracer_provider=self.tracer_provider)
+            return self._agent
 
 
 def _shared(ctx: TargetContext) -> _Workloads:
@@ -93,6 +107,51 @@ def risk_var(ctx: TargetContext) -> Target:
     weights = np.full(d, 1.0 / d)
     engine = RiskEngine(n_scenarios=10_000, seed=w.seed, registry=w.registry, tracer_provider=w.tracer_provider)
     return Target("risk-var", ("risk-var",), lambda k: ("risk-var", engine.mc_var, (mean, cov, weights)))
+
+
+def agent_action(ctx: TargetContext) -> Target:
+    """``TradingAgent.act`` alone on a pool of 256 real observations (budget p95 < 50 ms).
+
+    The observations come from seeded episodes of the environment run before the clock
+    starts, through an extractor in a private registry, so the run's series hold only
+    ``agent_action`` calls."""
+    w = _shared(ctx)
+    agent = w.agent()
+    env = TradingEnv(config=w.config, n_steps=255, registry=CollectorRegistry())
+    obs, _ = env.reset(seed=w.seed)
+    pool = [obs]
+    while len(pool) < 256:
+        obs, _, terminated, _, _ = env.step(len(pool) % 3)
+        pool.append(obs)
+        if terminated:
+            obs, _ = env.reset()
+    agent.probabilities(np.stack(pool))  # torch's one-time set-up outside the run
+    n = len(pool)
+    act = agent.act
+    return Target("agent-action", ("agent-action",), lambda k: ("agent-action", act, (pool[pool_index(k, n)],)))
+
+
+def trading_loop(ctx: TargetContext) -> Target:
+    """One trading decision per call: the agent acts on the latest observation and the
+    environment steps (which extracts the next observation): observe → act → step, end to end.
+    One environment per worker thread, reset when an episode ends."""
+    w = _shared(ctx)
+    agent = w.agent()
+    local, seed = w.local, w.seed
+
+    def decide(k: int):
+        env = local.__dict__.get("loop_env")
+        if env is None:
+            env = local.loop_env = TradingEnv(w.extractor, registry=w.registry, tracer_provider=w.tracer_provider)
+            local.obs, _ = env.reset(seed=seed + threading.get_ident() % 1000)
+        decision = agent.act(local.obs)
+        local.obs, _reward, terminated, truncated, _info = env.step(decision.action)
+        result = env.last_result  # the decision's extraction: its cache / fallback flags count
+        if terminated or truncated:
+            local.obs, _ = env.reset()
+        return result
+
+    return Target("trading-loop", ("trading-loop",), lambda k: ("trading-loop", decide, (k,)))
 
 
 def _library_target(name: str, pick: Callable[[Any], Callable[[int], Any]]) -> Callable[[TargetContext], Target]:

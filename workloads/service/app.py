@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import re
+import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any, Optional
@@ -31,6 +32,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, GCCollector, Platform
 from prometheus_client.exposition import choose_encoder
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..agent import PolicyArchitecture, TradingAgent, build_observation
 from ..environment import TradingEnv
 from ..extractor import FeatureExtractor, InvalidInputError, build_extractor
 from ..faults import InjectedFault
@@ -59,6 +61,7 @@ WORK_ROUTES = frozenset({
     "/v1/features/batch",
     "/v1/env/reset",
     "/v1/env/{session_id}/step",
+    "/v1/agent/act",
     "/v1/risk/var",
     "/v1/risk/mc-var",
     "/v1/risk/limits",
@@ -713,6 +716,41 @@ def create_app(
             raise SessionNotFound(session_id)
         metrics.sessions_closed.labels("deleted").inc()
         return Response(status_code=204)
+
+    # ---- agent -------------------------------------------------------------------------
+
+    agent_lock = threading.Lock()
+
+    def agent() -> TradingAgent:
+        """The service's agent, built on first use (a tiny MLP: milliseconds), seeded like the model."""
+        with agent_lock:
+            built = getattr(state, "agent", None)
+            if built is None:
+                ext = config.extractor
+                built = state.agent = TradingAgent(
+                    PolicyArchitecture(feature_dim=ext.fused_feature_dim), seed=ext.seed, threads=ext.torch_threads,
+                    registry=state.registry, tracer_provider=state.tracer_provider)
+            return built
+
+    @app.post("/v1/agent/act", response_model=S.AgentActResponse, tags=["agent"], responses=_responses())
+    async def agent_act(body: models.AgentAct, request: Request) -> Any:  # type: ignore[valid-type]
+        """The agent's action: the window through the extractor chain, the environment's
+        observation (features + position state), then the policy (``agent_action``)."""
+        extractor = state.extractor
+        assert extractor is not None
+
+        def work() -> dict[str, Any]:
+            try:
+                result = extractor.extract(_as_window(body.window))
+            except InvalidInputError as exc:
+                raise ServiceInputError(_field_of(str(exc), "window"), str(exc)) from None
+            _features_dict(result, "window")  # 422 on non-finite model output
+            obs = build_observation(result, extractor.config.fused_feature_dim, body.position, body.pnl)
+            decision = agent().act(obs).to_dict()
+            return {**decision, "source": result.source, "fallback_used": result.fallback_used,
+                    "cache_hit": result.cache_hit}
+
+        return await run(request, work)
 
     # ---- risk --------------------------------------------------------------------------
 

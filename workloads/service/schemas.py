@@ -32,6 +32,7 @@ __all__ = [
     "EnvResetResponse",
     "EnvStepResponse",
     "EnvInfo",
+    "AgentActResponse",
     "VarResponse",
     "MonteCarloVarResponse",
     "LimitBreachModel",
@@ -61,6 +62,7 @@ class RequestModels:
     FeaturesBatch: type[BaseModel]
     EnvReset: type[BaseModel]
     EnvStep: type[BaseModel]
+    AgentAct: type[BaseModel]
     Var: type[BaseModel]
     MonteCarloVar: type[BaseModel]
     Limits: type[BaseModel]
@@ -107,6 +109,15 @@ def build_request_models(config: ServiceConfig) -> RequestModels:
 
         model_config = _STRICT
         action: Annotated[int, Field(ge=0, le=2)]
+
+    class AgentActRequest(BaseModel):
+        """The agent's action for a market window and a position state (``agent_action``)."""
+
+        model_config = _STRICT
+        window: Window
+        position: Annotated[int, Field(ge=-1, le=1, description="-1 short, 0 flat, +1 long")] = 0
+        pnl: Annotated[float, Field(ge=-1e4, le=1e4, allow_inf_nan=False,
+                                    description="cumulative log P&L of the episode so far")] = 0.0
 
     class VarRequest(BaseModel):
         """Historical VaR of returns: one series, per-asset columns, or a weighted portfolio."""
@@ -160,6 +171,7 @@ def build_request_models(config: ServiceConfig) -> RequestModels:
     models.FeaturesBatch = FeaturesBatchRequest
     models.EnvReset = EnvResetRequest
     models.EnvStep = EnvStepRequest
+    models.AgentAct = AgentActRequest
     models.Var = VarRequest
     models.MonteCarloVar = MonteCarloVarRequest
     models.Limits = LimitsRequest
@@ -221,6 +233,15 @@ class EnvStepResponse(BaseModel):
     terminated: bool
     truncated: bool
     info: EnvInfo
+
+
+class AgentActResponse(BaseModel):
+    action: int = Field(description="0 = sell (go short), 1 = hold, 2 = buy (go long)")
+    action_name: Literal["sell", "hold", "buy"]
+    probabilities: list[float] = Field(description="the policy's sell/hold/buy probabilities")
+    source: Literal["model", "cache", "fallback"] = Field(description="where the observation's features came from")
+    fallback_used: bool
+    cache_hit: bool
 
 
 class VarResponse(BaseModel):

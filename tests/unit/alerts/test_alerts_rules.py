@@ -102,6 +102,12 @@ def test_severity_escalation_and_burn_rate_structure():
     assert sev["ErrorRatioOverBudget"] == ["critical", "page"]
     assert sev["MemoryGrowthOverBudget"] == ["critical", "warning"]
     assert sev["TargetDown"] == ["page"] and sev["FaultInjectionActive"] == ["info"]
+    assert sev["OperationP95OverBudget"] == ["critical", "page"]
+    # the seeds' agent budget: agent_action p95 < 50 ms (page), critical above 1.2x it
+    agent = {r["labels"]["severity"]: r["expr"] for r in by_name["OperationP95OverBudget"]
+             if 'operation="agent_action"' in r["expr"]}
+    assert agent == {"page": 'job_operation:lbh_operation_duration_seconds:p95_rate1m{operation="agent_action"} > 0.05',
+                     "critical": 'job_operation:lbh_operation_duration_seconds:p95_rate1m{operation="agent_action"} > 0.06'}
     assert sev["LoadGeneratorLagHigh"] == ["warning"]
     for name in ("LatencyBudgetBurn", "ErrorBudgetBurn"):
         windows = {r["labels"]["window"]: r for r in by_name[name]}

@@ -75,7 +75,7 @@ def test_tagged_submetric_and_object_form():
         ({"latency": "p(95)<abc"}, "value 'abc' is not a number"),
         ({"latency": "<100"}, "missing aggregation before the operator"),
         ({"latncy": "p(95)<1"}, "latncy: unknown metric 'latncy' (did you mean 'latency'?)"),
-        ({"http_req_duration": "p(95)<1"}, "unknown metric 'http_req_duration' (known: latency"),
+        ({"data_received": "count<1"}, "unknown metric 'data_received' (known: latency"),
         ({"error_rate": "rate<5ms"}, "unit 'ms' does not apply to rate of error_rate"),
         ({"error_rate": "rate<2"}, "a rate is a fraction between 0 and 1"),
         ({"latency{taget:x}": "avg<1"}, "unknown tag 'taget' for latency (did you mean 'target'?)"),
@@ -190,3 +190,53 @@ def test_failed_rate_is_a_rate_and_coverage_is_stated():
     assert one("failed_rate", "rate<0.01").coverage is None
     assert one("latency", "p(95)<1s").to_dict()["covers"] == "all outcomes"
     assert T.metric_key("latency{ target: a , outcome: ok }") == T.metric_key("latency{outcome:ok,target:a}")
+
+
+# ----------------------------------------------------------------------------- k6 names
+
+
+@pytest.mark.parametrize("k6, ours, expr, agg", [
+    ("http_req_duration", "latency", "p(95)<100ms", Aggregation("p", 95.0)),
+    ("iteration_duration", "latency", "avg<1s", Aggregation("avg")),
+    ("http_req_failed", "failed_rate", "rate<0.01", Aggregation("rate")),
+    ("http_reqs", "throughput", "count>10", Aggregation("count")),
+    ("http_reqs", "throughput", "rate>=45", Aggregation("rate")),
+])
+def test_k6_metric_names_are_aliases(k6, ours, expr, agg):
+    th = one(k6, expr)
+    assert th.name == ours and th.metric == k6 and th.aggregation == agg
+    assert T.metric_key(k6) == T.metric_key(ours)  # the same metric when a scenario merges layers
+    tagged = one(k6 + "{target:features}", expr)
+    assert tagged.name == ours and dict(tagged.tags) == {"target": "features"}
+
+
+def test_k6_names_judge_the_same_figures_as_ours():
+    from harness.record.recorder import Recorder
+
+    rec = Recorder()
+    for i in range(100):  # 3 errors in 100: failed_rate 3 %
+        rec.record("t", "error" if i % 40 == 0 else "ok", i * 10**7, i * 10**7, i * 10**7 + 5_000_000,
+                   error_type="HTTP 503" if i % 40 == 0 else None)
+    src = rec.threshold_source(1.0)
+    ths = parse_thresholds({"http_req_failed": ["rate<0.01"], "failed_rate": ["rate<0.01"],
+                            "http_req_duration": ["p(95)<100ms"], "latency": ["p(95)<100ms"],
+                            "http_reqs": ["count==100"], "throughput": ["count==100"]})
+    res = evaluate(ths, src)
+    assert [r.observed for r in res[0::2]] == [r.observed for r in res[1::2]]
+    assert res[0].observed == pytest.approx(0.03) and not res[0].ok
+    assert res[2].ok and res[4].ok
+    assert T.format_observed("http_req_failed", "rate", 0.03) == "3 %"
+    assert T.format_observed("http_req_duration", "p(95)", 5.0) == "5 ms"
+
+
+@pytest.mark.parametrize("metric, word", [
+    ("http_req_duration{status:200}", "HTTP status"),
+    ("http_reqs{method:GET}", "one method"),
+    ("http_req_failed{name:login}", "{target:<name>}"),
+])
+def test_k6_tags_without_data_are_refused_with_what_to_write(metric, word):
+    with pytest.raises(ThresholdError) as err:
+        parse_thresholds({metric: ["p(95)<1s" if "duration" in metric else "rate<0.5"]})
+    (msg,) = err.value.problems
+    assert msg.startswith(metric + ": tag ") and "not supported" in msg and word in msg
+    assert "tags of " in msg and "target" in msg  # names what is supported

@@ -8,7 +8,8 @@ with the fallback on, one slow call (say, torch creating its thread pool) could 
 the circuit breaker and the figure would silently become the fallback's. The script
 checks the sources of the answers and prints them. The Monte-Carlo VaR is
 compared with a naive numpy version of the same algorithm (fresh arrays every call, a
-full percentile) in interleaved calls, so both see the same machine state.
+full percentile) in interleaved calls, so both see the same machine state. The agent's
+action, the VaR and the (instrumented) limit check are printed beside the seeds' budgets.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ from workloads import (  # noqa: E402
     TradingEnv,
     build_extractor,
 )
+from workloads.risk import RiskEngine, RiskLimits  # noqa: E402
 from workloads.agent import AGENT_BUDGET_SECONDS, PolicyArchitecture, TradingAgent  # noqa: E402
+
+# The seeds' budgets for the risk calls (the packaged risk-var and risk-limits scenarios'
+# thresholds): p95 of one Monte-Carlo VaR < 1 s, of one limit check < 10 ms.
+VAR_BUDGET_MS = 1000.0
+LIMIT_CHECK_BUDGET_MS = 10.0
 
 
 def timed(fn: Callable[[], object], n: int, warmup: int = 50) -> np.ndarray:
@@ -168,6 +175,20 @@ def main(argv: list[str] | None = None) -> int:
     results["mc_var_10k_x_50_naive"] = summary(naive)
     results["mc_var_speedup_p50"] = float(np.median(naive) / np.median(opt))
 
+    # Limit checks on 50-asset books, sized so some calls breach (the breach path is timed too).
+    lrng = np.random.default_rng(2)
+    books = [(lrng.normal(0.0, 300.0, d), lrng.uniform(10.0, 200.0, d), float(lrng.uniform(0.0, 2e5)))
+             for _ in range(256)]
+    limits = RiskLimits(max_position=2e5, max_gross_exposure=5e6, max_net_exposure=1e6, max_var=1.5e5)
+    nbook = cycle(np.arange(len(books)))
+    check_limits = RiskEngine(n_scenarios=100, registry=CollectorRegistry()).check_limits  # instrumented, as served
+
+    def limit_check() -> None:
+        qty, px, var = books[int(nbook())]
+        check_limits(qty, px, limits, var=var)
+
+    results["limit_check_50"] = summary(timed(limit_check, n))
+
     m = results["machine"]
     print(f"workloads benchmark: python {m['python']}, torch {m['torch']}, numpy {m['numpy']}, {m['cpus']} CPUs")
     print(f"{'figure':<44}{'n':>6}{'mean ms':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
@@ -182,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "trading_decision": "trading decision: act + env step",
         "mc_var_10k_x_50": "MC VaR 10K x 50 (workspace)",
         "mc_var_10k_x_50_naive": "MC VaR 10K x 50 (naive numpy)",
+        "limit_check_50": "limit check, 50 assets",
     }
     for key, label in labels.items():
         s = results[key]
@@ -193,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "within" if agent_p95 < budget_ms else "OVER"
     print(f"agent action p95 {agent_p95:.3f} ms vs budget < {budget_ms:g} ms: {verdict} "
           f"({agent_p95 / budget_ms:.1%} of the budget)")
+    for label, key, budget in (("MC VaR 10K x 50", "mc_var_10k_x_50", VAR_BUDGET_MS),
+                               ("limit check", "limit_check_50", LIMIT_CHECK_BUDGET_MS)):
+        p95 = results[key]["p95_ms"]  # type: ignore[index]
+        print(f"{label} p95 {p95:.3f} ms vs budget < {budget:g} ms: {'within' if p95 < budget else 'OVER'} "
+              f"({p95 / budget:.1%} of the budget)")
     print(f"MC VaR speed-up over naive (p50 ratio): {results['mc_var_speedup_p50']:.2f}x")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

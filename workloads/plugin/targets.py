@@ -22,9 +22,9 @@ from workloads.extractor import ExtractorConfig, build_extractor
 from workloads.faults import ConfigError, FaultConfig
 from workloads.plugin.library import library
 from workloads.plugin.payloads import pool_index, window_pool
-from workloads.risk import RiskEngine
+from workloads.risk import RiskEngine, RiskLimits
 
-__all__ = ["features", "env_step", "risk_var", "agent_action", "trading_loop", "features_sizes", "features_extreme", "features_crash",
+__all__ = ["features", "env_step", "risk_var", "risk_limits", "agent_action", "trading_loop", "features_sizes", "features_extreme", "features_crash",
            "features_warm", "features_mixed_cache"]
 
 
@@ -107,6 +107,27 @@ def risk_var(ctx: TargetContext) -> Target:
     weights = np.full(d, 1.0 / d)
     engine = RiskEngine(n_scenarios=10_000, seed=w.seed, registry=w.registry, tracer_provider=w.tracer_provider)
     return Target("risk-var", ("risk-var",), lambda k: ("risk-var", engine.mc_var, (mean, cov, weights)))
+
+
+def risk_limits(ctx: TargetContext) -> Target:
+    """``RiskEngine.check_limits`` (instrumented as ``risk_limits``, budget p95 < 10 ms) on a
+    seeded pool of 256 books of 50 assets, sized so some calls breach a limit (the breach
+    path builds its entries, so both paths are timed). No model: it takes no settings."""
+    ctx.refuse_settings()
+    rng = np.random.default_rng(ctx.seed)
+    d, n = 50, 256
+    positions = rng.normal(0.0, 300.0, (n, d))
+    prices = rng.uniform(10.0, 200.0, (n, d))
+    var = rng.uniform(0.0, 2e5, n)
+    limits = RiskLimits(max_position=2e5, max_gross_exposure=5e6, max_net_exposure=1e6, max_var=1.5e5)
+    engine = RiskEngine(n_scenarios=100, seed=ctx.seed, registry=ctx.registry, tracer_provider=ctx.tracer_provider)
+    check = engine.check_limits
+
+    def one(k: int):
+        i = pool_index(k, n)
+        return check(positions[i], prices[i], limits, var=float(var[i]))
+
+    return Target("risk-limits", ("risk-limits",), lambda k: ("risk-limits", one, (k,)))
 
 
 def agent_action(ctx: TargetContext) -> Target:

@@ -62,17 +62,6 @@ def one_run(rate: float, duration_s: float, seed: int, extra_latency_s: float = 
     return Run(scenario, _options()).execute()
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> Tuple[float, float]:
-    """95 % Wilson interval of a proportion k/n."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, c - h), min(1.0, c + h)
-
-
 def _worst(c: Mapping[str, Any]) -> str:
     """The gated row that came closest to failing: its change and interval."""
     rows = [r for r in c["metrics"] if r["gated"] and r.get("interval_percent") and r.get("change_percent") is not None
@@ -148,6 +137,20 @@ def _pairs(kind: str, pairs: int, rate: float, duration_s: float, extra_s: float
             "compare_s": statistics.median(cost) if cost else None, "latency": basis, "noise_terms": terms}
 
 
+def _leak_calibration() -> Any:
+    """benchmarks/leak_calibration.py, loaded by path (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("leak_calibration", os.path.join(_HERE, "leak_calibration.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def wilson(k: int, n: int) -> Tuple[float, float]:
+    """95 % Wilson interval of a proportion k/n (the leak calibration's, one definition)."""
+    return _leak_calibration().wilson(k, n)
+
+
 def _rate_line(label: str, k: int, n: int, goal: str) -> str:
     lo, hi = wilson(k, n)
     return f"{label}: {k}/{n} = {100 * k / n:.1f} %  (95 % CI {100 * lo:.0f}–{100 * hi:.0f} %; goal {goal})"
@@ -155,14 +158,7 @@ def _rate_line(label: str, k: int, n: int, goal: str) -> str:
 
 def leak_rates(pairs: int, duration_s: float) -> None:
     """The leak verdict's false-leak and detection rates, from benchmarks/leak_calibration.py."""
-    path = os.path.join(_HERE, "leak_calibration.py")
-    if not os.path.exists(path):
-        print("leak verdict: benchmarks/leak_calibration.py is not there (yet): leak rates not measured")
-        return
-    spec = importlib.util.spec_from_file_location("leak_calibration", path)
-    assert spec is not None and spec.loader is not None
-    leak_calibration = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(leak_calibration)
+    leak_calibration = _leak_calibration()
     print(f"\nleak verdict ({pairs} pairs, {duration_s:g} s runs, benchmarks/leak_calibration.py):", flush=True)
     out = leak_calibration.run(pairs, duration_s)
     if isinstance(out, str):   # the module prints its own lines; a returned dict is for programs

@@ -44,6 +44,11 @@ P95_BUDGET_SECONDS = 0.1
 #: budget should be an instrumentation bucket edge (instrumentation/buckets.py has 0.05).
 OPERATION_P95_BUDGETS: Dict[str, float] = {"agent_action": 0.05}
 P99_BUDGET_SECONDS = 0.2
+#: The model's load time at service start (the seeds: < 5 s). The service publishes it as
+#: ``lbh_model_load_seconds`` beside ``lbh_model_load_budget_seconds`` and in ``/readyz``;
+#: a one-off at start, not a rate, so no rule is generated from it. Must equal
+#: ``workloads.model.MODEL_LOAD_BUDGET_SECONDS`` (tests/unit/workloads/test_model_load_budget.py).
+MODEL_LOAD_BUDGET_SECONDS = 5.0
 ERROR_RATIO_BUDGET = 0.01
 MEMORY_GROWTH_BUDGET_BYTES = 1e9
 MEMORY_GROWTH_WINDOW = "1h"

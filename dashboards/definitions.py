@@ -250,6 +250,15 @@ def _hq(quantile: float, metric: str, selector: str, by: str) -> str:
             f"(rate({metric}_bucket{{{selector}}}[$__rate_interval])))")
 
 
+def _hq_native(quantile: float, metric: str, selector: str, by: str) -> str:
+    """The harness's histograms: the native one (``<name>_native_seconds``, exact from HDR
+    to 2.2 %) where Prometheus has it (``--enable-feature=native-histograms``), ``or`` the
+    classic buckets (budget-edged, coarse between the edges) for the series it lacks."""
+    native = metric[: -len("_seconds")] + "_native_seconds"
+    return (f"histogram_quantile({quantile}, sum by ({by}) (rate({native}{{{selector}}}[$__rate_interval]))) "
+            f"or {_hq(quantile, metric, selector, by)}")
+
+
 # --------------------------------------------------------------------------- latency budget
 
 
@@ -420,14 +429,17 @@ def load_run() -> Dict[str, Any]:
     b.add(timeseries("Client view: latency from intended start vs service time",
                      "lbh_harness_latency_seconds counts from each request's intended start (a stall is never "
                      "hidden); lbh_harness_service_time_seconds from its actual start. The gap is queueing in "
-                     "the generator or the target.",
-                     [q(_hq(0.95, "lbh_harness_latency_seconds", hsel, "target"), "latency p95 {{target}}", "A",
+                     "the generator or the target. Native histograms (exact from HDR to 2.2 %) where Prometheus has "
+                     "them, the classic buckets otherwise.",
+                     [q(_hq_native(0.95, "lbh_harness_latency_seconds", hsel, "target"), "latency p95 {{target}}", "A",
                         exemplar=True),
-                      q(_hq(0.99, "lbh_harness_latency_seconds", hsel, "target"), "latency p99 {{target}}", "B",
+                      q(_hq_native(0.99, "lbh_harness_latency_seconds", hsel, "target"), "latency p99 {{target}}", "B",
                         exemplar=True),
-                      q(_hq(0.95, "lbh_harness_service_time_seconds", hsel, "target"), "service time p95 {{target}}",
+                      q(_hq_native(0.95, "lbh_harness_service_time_seconds", hsel, "target"),
+                        "service time p95 {{target}}",
                         "C", exemplar=True),
-                      q(_hq(0.99, "lbh_harness_service_time_seconds", hsel, "target"), "service time p99 {{target}}",
+                      q(_hq_native(0.99, "lbh_harness_service_time_seconds", hsel, "target"),
+                        "service time p99 {{target}}",
                         "D", exemplar=True)],
                      unit="s", thresholds=lines, threshold_style="dashed", min_=0), w=12, h=9)
     b.add(timeseries("Server view: the service's own histogram",
@@ -447,7 +459,8 @@ def load_run() -> Dict[str, Any]:
     b.row("Generator health")
     b.add(timeseries("Schedule lag", "Actual start minus intended start (p99 per target), and the generator's "
                      "own wake-up lag (p99). Above 5 ms the run is marked invalid.",
-                     [q(_hq(0.99, "lbh_harness_schedule_lag_seconds", hsel, "target"), "schedule lag p99 {{target}}",
+                     [q(_hq_native(0.99, "lbh_harness_schedule_lag_seconds", hsel, "target"),
+                        "schedule lag p99 {{target}}",
                         "A"),
                       q('histogram_quantile(0.99, sum by (le) (rate(lbh_harness_generator_lag_seconds_bucket'
                         '{job=~"$job"}[$__rate_interval])))', "generator lag p99", "B")],

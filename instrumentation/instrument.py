@@ -38,6 +38,30 @@ MAX_ERROR_TYPES = 20
 MAX_FLAGS = 16
 
 
+class _Both:
+    """A classic histogram child and a native one, observed together."""
+
+    __slots__ = ("observe",)
+
+    def __init__(self, classic: Any, native: Any) -> None:
+        c, n = classic.observe, native.observe
+
+        def observe(amount: float) -> None:
+            c(amount)
+            n(amount)
+        self.observe = observe
+
+
+def _also_native(child: Any, exemplar: Callable[[float, int, int], None],
+                 native: Any) -> "tuple[Any, Callable[[float, int, int], None]]":
+    n = native.observe
+
+    def with_exemplar(amount: float, trace_id: int, span_id: int) -> None:
+        exemplar(amount, trace_id, span_id)
+        n(amount)
+    return _Both(child, native), with_exemplar
+
+
 class Call:
     """One in-progress call entered with ``with instrument(...) as call``."""
 
@@ -87,6 +111,7 @@ class Instrument:
         namespace: str = DEFAULT_NAMESPACE,
         buckets: Optional[Sequence[float]] = None,
         clock: Callable[[], float] = perf_counter,
+        native: bool = False,
     ) -> None:
         if not operation or not isinstance(operation, str):
             raise ValueError(f"operation: must be a non-empty string, got {operation!r}")
@@ -99,6 +124,10 @@ class Instrument:
         self._err = fam.duration.labels(operation, "error")
         self._ok_exemplar = exemplar_observer(self._ok)
         self._err_exemplar = exemplar_observer(self._err)
+        if native:  # opt-in: every observation also goes to the native histogram
+            nat = fam.native_duration()
+            self._ok, self._ok_exemplar = _also_native(self._ok, self._ok_exemplar, nat.labels(operation, "ok"))
+            self._err, self._err_exemplar = _also_native(self._err, self._err_exemplar, nat.labels(operation, "error"))
         self._in_flight = fam.in_flight.tracker(operation)
         self._error_children: Dict[str, Any] = {}
         self._flag_children: Dict[str, Any] = {}
@@ -259,6 +288,7 @@ def instrument(
     namespace: str = DEFAULT_NAMESPACE,
     buckets: Optional[Sequence[float]] = None,
     clock: Callable[[], float] = perf_counter,
+    native: bool = False,
 ) -> Instrument:
     """Instrument ``operation``: ``@instrument("op")`` or ``with instrument("op") as call``.
 
@@ -266,7 +296,9 @@ def instrument(
     for the tracer provider so one set after import is still used. ``annotate(result)``
     may return attributes for the span; true booleans among them increment
     ``<ns>_operation_flags_total{operation, flag}``. ``clock`` (seconds, monotonic) is
-    injectable for tests.
+    injectable for tests. ``native=True`` also records a Prometheus native histogram,
+    ``<ns>_operation_duration_native_seconds`` (:mod:`instrumentation.native_histogram`;
+    served over the protobuf exposition, for Prometheus with native histograms on).
     """
     return Instrument(
         operation,
@@ -276,4 +308,5 @@ def instrument(
         namespace=namespace,
         buckets=buckets,
         clock=clock,
+        native=native,
     )

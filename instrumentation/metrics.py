@@ -84,6 +84,23 @@ class OperationMetrics:
         )
         self.in_flight = _InFlight(f"{namespace}_operation_in_flight" if namespace else "operation_in_flight")
         registry.register(self.in_flight)
+        self._registry = registry
+        self._native: Any = None
+
+    def native_duration(self) -> Any:
+        """The opt-in native histogram family (``instrument(..., native=True)``), registered
+        on first use: ``<ns>_operation_duration_native_seconds{operation, outcome}``."""
+        with _families_lock:
+            if self._native is None:
+                from .native_histogram import NativeHistogramFamily
+
+                name = "operation_duration_native_seconds"
+                self._native = NativeHistogramFamily(
+                    f"{self.namespace}_{name}" if self.namespace else name,
+                    "Duration of instrumented calls as a native histogram (schema 5), by operation and outcome.",
+                    ("operation", "outcome"))
+                self._registry.register(self._native)
+            return self._native
 
 
 _families: "weakref.WeakKeyDictionary[CollectorRegistry, Dict[Tuple[str, Tuple[float, ...]], OperationMetrics]]" = (

@@ -19,23 +19,36 @@ Threads: torch's intra-op pool is process-wide. The default here is 1 thread, be
 and a service runs several requests at once: N request threads × M intra-op threads on
 a 2-core box oversubscribes the CPU and inflates the tail. Parallelism should come from
 concurrent requests and replicas. ``threads=None`` leaves torch's setting alone.
+
+Load time. The seeds budget loading the model at < 5 s (``MODEL_LOAD_BUDGET_SECONDS``);
+the service measures it at start (building the extractor: the module, its seeded
+weights or a weights file) and publishes it as ``lbh_model_load_seconds`` next to
+``lbh_model_load_budget_seconds`` and in ``/readyz``'s answer (:func:`model_load_gauges`);
+``benchmarks/workloads.py`` prints it beside the budget.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from prometheus_client import CollectorRegistry, Gauge
 from torch import nn
 
 from .market_data import N_FEATURES
 
-__all__ = ["CNNLSTM", "FeatureModel", "ModelArchitecture", "ModelOutput", "set_torch_threads"]
+__all__ = ["CNNLSTM", "FeatureModel", "ModelArchitecture", "ModelOutput", "set_torch_threads",
+           "MODEL_LOAD_BUDGET_SECONDS", "ModelLoadGauges", "model_load_gauges"]
 
 _FORMAT_VERSION = 1
+
+#: The seeds' budget for loading the model at service start, in seconds.
+MODEL_LOAD_BUDGET_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -168,3 +181,38 @@ def _read_weights(path: str | os.PathLike[str]) -> tuple[ModelArchitecture, dict
         version = blob.get("format_version") if isinstance(blob, dict) else None
         raise ValueError(f"{path}: not a FeatureModel weights file (format_version={version!r})")
     return ModelArchitecture(**blob["arch"]), blob["state_dict"]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelLoadGauges:
+    """``lbh_model_load_seconds`` (building the model at service start: module and
+    weights), ``lbh_model_warmup_seconds`` (the warm-up inferences after it) and
+    ``lbh_model_load_budget_seconds`` (the budget, constant), so a dashboard or a rule
+    compares the two series without a number of its own."""
+
+    load_seconds: Gauge
+    warmup_seconds: Gauge
+    budget_seconds: Gauge
+
+
+_load_gauges: "weakref.WeakKeyDictionary[CollectorRegistry, ModelLoadGauges]" = weakref.WeakKeyDictionary()
+_load_gauges_lock = threading.Lock()
+
+
+def model_load_gauges(registry: CollectorRegistry) -> ModelLoadGauges:
+    """The load-time gauges in ``registry``, created once (two apps on one registry share them)."""
+    with _load_gauges_lock:
+        gauges = _load_gauges.get(registry)
+        if gauges is None:
+            gauges = ModelLoadGauges(
+                Gauge("model_load_seconds", "Seconds the service took to load the feature model at start "
+                      "(module and weights; before the warm-up). Budget: lbh_model_load_budget_seconds.",
+                      namespace="lbh", registry=registry),
+                Gauge("model_warmup_seconds", "Seconds the warm-up inferences took after the model loaded.",
+                      namespace="lbh", registry=registry),
+                Gauge("model_load_budget_seconds", "The model load time budget (the seeds: < 5 s).",
+                      namespace="lbh", registry=registry),
+            )
+            gauges.budget_seconds.set(MODEL_LOAD_BUDGET_SECONDS)
+            _load_gauges[registry] = gauges
+        return gauges

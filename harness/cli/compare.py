@@ -1,7 +1,11 @@
 """``harness compare BASE NEW``: improved / regressed / unchanged / inconclusive per metric,
 each with a confidence interval (:mod:`harness.result.compare`); exit 0, or REGRESSED (97)
 when a gated metric is worse than the baseline by more than ``--fail-above`` over its whole
-interval (and by more than its floor); 2 when a file is not a result or a flag is out of range."""
+interval (and by more than its floor); 2 when a file is not a result or a flag is out of range.
+
+``--report PATH`` writes an offline HTML page (:mod:`harness.result.compare_html`): both runs
+overlaid (HDR spectrum, percentiles and throughput over time) and each metric's verdict with
+its interval."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any
 from harness.exitcodes import ExitCode
 from harness.result.compare import (CONFIDENCE, FAIL_ABOVE, FLOORS, MIN_WINDOWS, RESAMPLES, UNCHANGED_BELOW,
                                     compare, format_comparison)
+from harness.result.compare_html import write_compare_report
 from harness.result.schema import ResultError, load_result, write_result
 
 __all__ = ["register", "handle", "add_gate_arguments", "gate_options"]
@@ -25,6 +30,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("new", help="new result JSON")
     p.add_argument("--json", dest="json_out", help="write the comparison as JSON here")
     p.add_argument("--all", dest="all_rows", action="store_true", help="show every row, per target too")
+    p.add_argument("--report", metavar="PATH", help="write an HTML page drawing both runs overlaid, with each "
+                                                    "metric's verdict and interval")
     add_gate_arguments(p)
     p.set_defaults(handler=handle)
     return p
@@ -89,6 +96,16 @@ def handle(args: argparse.Namespace, *, stdout: Any = None, stderr: Any = None) 
         return int(ExitCode.USAGE)
     c = compare(base, new, **opts)
     print(format_comparison(c, all_rows=args.all_rows), file=stdout)
-    if args.json_out:
-        write_result(c, args.json_out)
+    for flag, path, write in (("--json", args.json_out, lambda p: write_result(c, p)),
+                              ("--report", getattr(args, "report", None),
+                               lambda p: write_compare_report(base, new, c, p))):
+        if not path:
+            continue
+        try:
+            written = write(path)
+        except OSError as exc:
+            print(f"harness: compare: {flag}: cannot write {path}: {exc.strerror or exc}", file=stderr)
+            return int(ExitCode.ERROR)
+        if flag == "--report":
+            print(f"report: {written}", file=stdout)
     return int(c["gate"]["exit_code"])

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 from harness.cli.args import HelpFormatter
 from harness.cli import (compare, dashboards, merge, report, run, scale_test, scenarios, search, soak, stack,
-                         targets, validate)
+                         suite, targets, trend, validate)
 from harness.exitcodes import ExitCode
 from harness.lifecycle import Interrupted, signal_name, signal_scope
 
@@ -28,8 +28,8 @@ __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
 #: one module per subcommand, in the order ``harness --help`` lists them; each has
 #: ``register(subparsers)``, which adds its parser and sets its ``handler``
-SUBCOMMANDS = (run, report, compare, search, soak, scenarios, merge, stack, scale_test, targets, validate,
-               dashboards)
+SUBCOMMANDS = (run, suite, report, compare, trend, search, soak, scenarios, merge, stack, scale_test, targets,
+               validate, dashboards)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ from harness.events import RunStarted
 from harness.exitcodes import ExitCode
 from harness.lifecycle import Interrupted, signal_name, signal_scope
 from harness.observe.annotations import RunAnnotations, annotations_for
+from harness.observe.remote_write import RemoteWriteConfig, RemoteWriteError, parse_header, validate_url
 from harness.observe.stack import StackConfigError, StackError, find_binaries, missing_binaries_message
 from harness.result.compare import compare, format_comparison, gate_exit_code, pool_results
 from harness.result.ci import write_ci
@@ -35,7 +36,7 @@ from harness.run.service import ServiceError, served
 from harness.targets import TargetError
 
 __all__ = ["register", "handle", "after_run", "add_ci_arguments", "add_grafana_arguments", "annotations_from_args",
-           "segment"]
+           "segment", "add_remote_write_arguments", "remote_write_from_args"]
 
 #: ``--junit`` & co.: flag attribute -> format of :mod:`harness.result.ci`
 CI_OUTPUTS = (("junit", "junit"), ("csv", "csv"), ("csv_series", "csv-series"), ("summary_md", "markdown"))
@@ -93,6 +94,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                          "the binaries are installed; external: ask --prometheus-url")
     st.add_argument("--prometheus-url", help="an existing Prometheus that scrapes this run (with --stack external)")
     st.add_argument("--prometheus-job", default="harness", help="its job label for the harness's /metrics")
+    add_remote_write_arguments(run)
     r = run.add_argument_group("reports and baselines")
     r.add_argument("--baseline", metavar="FILE", help="compare with this baseline result; exit 97 when a gated metric "
                                                       "is surely worse by more than 10 %% (its whole interval; the "
@@ -123,6 +125,42 @@ def add_ci_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--summary-md", "--markdown", dest="summary_md", metavar="PATH",
                    help="Markdown verdict for a CI job summary, e.g. --summary-md \"$GITHUB_STEP_SUMMARY\" "
                         "(appended to that file)")
+
+
+def add_remote_write_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--remote-write URL`` and ``--remote-write-header``: push the live series
+    (:mod:`harness.observe.remote_write`), for runs that no Prometheus scrapes in time."""
+    g = parser.add_argument_group("Prometheus remote write (push the live series: CI jobs, short Kubernetes Jobs)")
+    g.add_argument("--remote-write", metavar="URL",
+                   help="send the live series every second, and a final flush, to this remote-write 1.0 receiver, "
+                        "e.g. http://prometheus:9090/api/v1/write (Prometheus: --web.enable-remote-write-receiver, "
+                        "and --enable-feature=native-histograms for the native histograms); labels job "
+                        "(--prometheus-job) and instance (this host); never slows the run")
+    g.add_argument("--remote-write-header", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="a header on every remote-write request, e.g. 'Authorization: Bearer TOKEN' (repeatable)")
+
+
+def remote_write_from_args(args: argparse.Namespace) -> Optional[RemoteWriteConfig]:
+    """The :class:`RemoteWriteConfig` of ``--remote-write`` (None without it);
+    :class:`RemoteWriteError` naming the flag when a value is bad."""
+    url = getattr(args, "remote_write", None)
+    headers = getattr(args, "remote_write_header", None) or []
+    if not url:
+        if headers:
+            raise RemoteWriteError("--remote-write-header needs --remote-write URL")
+        return None
+    try:
+        url = validate_url(url)
+    except RemoteWriteError as exc:
+        raise RemoteWriteError(f"--remote-write: {exc}") from None
+    parsed = {}
+    for text in headers:
+        try:
+            name, value = parse_header(text)
+        except RemoteWriteError as exc:
+            raise RemoteWriteError(f"--remote-write-header: {exc}") from None
+        parsed[name] = value
+    return RemoteWriteConfig(url, headers=parsed, job=getattr(args, "prometheus_job", None) or "harness")
 
 
 def add_grafana_arguments(parser: argparse.ArgumentParser) -> None:
@@ -202,6 +240,10 @@ def _handle(args: argparse.Namespace, signals: Any) -> int:
             raise ValueError(f"--repeat: must be ≥ 1, got {args.repeat}")
     except ValueError as exc:
         return _error(str(exc))
+    try:
+        remote_write = remote_write_from_args(args)
+    except RemoteWriteError as exc:
+        return _error(str(exc))
     stack_mode = args.stack
     if stack_mode == "auto":
         stack_mode = "none" if missing_binaries_message(find_binaries()) else "local"
@@ -218,7 +260,8 @@ def _handle(args: argparse.Namespace, signals: Any) -> int:
         return _error("--stack external needs --prometheus-url")
     opts = RunOptions(metrics_port=None if args.no_metrics else args.metrics_port, metrics_addr=args.metrics_addr,
                       progress=args.progress, lag_bound_ms=args.lag_bound_ms, stack=stack_mode,
-                      prometheus_url=args.prometheus_url, prometheus_job=args.prometheus_job)
+                      prometheus_url=args.prometheus_url, prometheus_job=args.prometheus_job,
+                      remote_write=remote_write)
     opts.events.started.add_listener(_banner)
     annotations = annotations_from_args(args)  # None without --grafana-url / GRAFANA_URL
     if annotations is not None:

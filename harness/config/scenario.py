@@ -53,6 +53,7 @@ from harness.config.durations import format_duration, parse_duration
 from harness.config.problems import Problems, suggest
 from harness.config.profiles import ProfileError, Schedule
 from harness.targets.registry import payload_names, target_names
+from harness.targets.http import ENDPOINT_SETTINGS, HTTP_SETTINGS as _HTTP_SETTINGS
 from harness.config.thresholds import (
     DEFAULT_FAILURE_THRESHOLD,
     FAILURE_METRIC,
@@ -131,9 +132,10 @@ EXECUTOR_KEYS: tuple[str, ...] = ("type", "workers", "threads", "max_in_flight")
 _REPLACED_WHOLE = ("thresholds", "faults", "mix")
 _MODULE_FUNCTION = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*|[^:\s]+\.py)"
                               r":[A-Za-z_][A-Za-z0-9_.]*$")
-#: keys of the ``http`` mapping (harness.targets.http reads them)
-HTTP_SETTINGS = ("method", "headers", "verify")
+#: keys of the ``http`` mapping (harness.targets.http reads and checks them when the target is built)
+HTTP_SETTINGS = _HTTP_SETTINGS
 _URL = re.compile(r"^https?://[^\s/]+(?:/\S*)?$")
+_WS_URL = re.compile(r"^wss?://[^\s/]+(?:/\S*)?$")  # a streaming target (harness.targets.websocket)
 
 
 def _profile_params() -> list[str]:
@@ -201,11 +203,13 @@ class Scenario:
 
     @property
     def target_kind(self) -> str:
-        """``"short"`` (a registered or built-in name), ``"function"`` (module:function) or ``"http"``."""
+        """``"short"`` (a registered or built-in name), ``"function"`` (module:function), ``"http"`` or ``"ws"``."""
         if ":" not in self.target:
             return "short"
         if _URL.match(self.target):
             return "http"
+        if _WS_URL.match(self.target):
+            return "ws"
         return "function"
 
     @property
@@ -491,7 +495,7 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
     what = "a registered name, mixed, noop, module:function, path/to/file.py:function or an http(s) URL"
     if not isinstance(target, str) or not target.strip():
         c.add("target", f"must be {what}, got {target!r}")
-    elif not (target in known or _MODULE_FUNCTION.match(target) or _URL.match(target)):
+    elif not (target in known or _MODULE_FUNCTION.match(target) or _URL.match(target) or _WS_URL.match(target)):
         registered = ", ".join(target_names()) or ("none registered: the reference workloads come with "
                                                    "pip install 'latency-budget-harness[workloads]'")
         hint = suggest(target, known, otherwise="")
@@ -617,10 +621,31 @@ def _validate(data: Mapping[str, Any], sources: Mapping[str, str], problems: lis
 
     faults = mapping("faults", "fault name -> settings")
     workload = mapping("workload", "extractor settings (e.g. enable_fallback: false)")
-    http = mapping("http", "HTTP settings (method, headers, verify)")
+    http = mapping("http", "HTTP settings (method, headers, verify, endpoints, gzip, ...)")
     for key in http:
         if key not in HTTP_SETTINGS:
             c.add(f"http.{key}", "unknown key" + suggest(key, HTTP_SETTINGS))
+    endpoints = http.get("endpoints")
+    if endpoints is not None:
+        if not isinstance(endpoints, list) or not endpoints:
+            c.add("http.endpoints", "must be a non-empty list of endpoints, e.g. "
+                  "[{url: /v1/features, method: POST, weight: 3, body: {...}}, {url: /healthz, weight: 1}]")
+        else:
+            for i, ep in enumerate(endpoints):
+                if not isinstance(ep, Mapping):
+                    c.add(f"http.endpoints[{i}]", f"must be a mapping with url (and method, weight, headers, body, "
+                          f"payload, name), got {ep!r}")
+                    continue
+                for key in ep:
+                    if key not in ENDPOINT_SETTINGS:
+                        c.add(f"http.endpoints[{i}].{key}", "unknown key" + suggest(str(key), ENDPOINT_SETTINGS))
+                if not isinstance(ep.get("url"), str) or not ep["url"]:
+                    c.add(f"http.endpoints[{i}].url", f"must be a path (/v1/x) or an http(s) URL, got {ep.get('url')!r}")
+                w = ep.get("weight", 1)
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
+                    c.add(f"http.endpoints[{i}].weight", f"must be a number >= 0, got {w!r}")
+        if payload is not None:
+            c.add("payload", "with http.endpoints, give each endpoint its own body or payload")
 
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):

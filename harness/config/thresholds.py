@@ -23,10 +23,10 @@ k6's names are accepted as aliases (:data:`K6_ALIASES`): ``http_req_duration`` a
 ``iteration_duration`` are ``latency`` (one request is one iteration here, and latency is
 measured from the intended start, so it is never smaller than k6's figure for the same
 stall), ``http_req_failed`` is ``failed_rate``, ``http_reqs`` is ``throughput``.  k6's
-``status``, ``method`` and ``name`` tags are refused with a message that says what to
-write instead: the recorder keeps one outcome per request, not its HTTP status (a non-2xx
-answer is an error of type ``HTTP <status>``), and an HTTP target has one method and URL,
-so ``{target:<name>}`` already selects them.
+``name`` tag is ``target`` (an HTTP endpoint's label is its ``name``, else ``METHOD
+/path``); ``status`` selects answers by HTTP status on ``throughput`` (``http_reqs{status:
+200}: count>0``; HTTP targets count every answer by status); ``method`` is refused with a
+message that says what to write instead (select the endpoint with ``{target:<label>}``).
 
 ``failed_rate`` is (errors + timeouts + dropped) / all requests, like k6's
 ``http_req_failed`` (which counts timeouts too); ``error_rate``, ``timeout_rate`` and
@@ -128,16 +128,18 @@ _AGGREGATIONS: dict[str, tuple[str, ...]] = {
 _TAGS: dict[str, tuple[str, ...]] = {
     TREND: ("target", "outcome"),
     RATE: ("target",),
-    COUNTER: ("target", "outcome"),
+    COUNTER: ("target", "outcome", "status"),
     ALERTS: ("severity", "alertname"),
 }
+#: k6's tag names that mean one of ours
+_TAG_ALIASES: dict[str, str] = {"name": "target"}
 OUTCOMES = ("ok", "error", "timeout", "dropped")
 #: k6 tags the recorder has no data for: what to write instead (never a made-up figure)
 _K6_TAGS: dict[str, str] = {
-    "status": "the harness does not record each response's HTTP status; a non-2xx answer counts as an error "
-              "of type 'HTTP <status>' (see the summary's errors), so judge it with error_rate or failed_rate",
-    "method": "an HTTP target has one method; select its requests with {target:<name>}",
-    "name": "the harness groups requests by target; write {target:<name>}",
+    "status": "answers are counted by HTTP status on throughput (http_reqs{status:200}); elsewhere a non-2xx "
+              "answer is an error of type 'HTTP <status>', so judge it with error_rate or failed_rate",
+    "method": "each HTTP endpoint is its own target; select its requests with {target:<label>} "
+              "(its name, else 'METHOD /path')",
 }
 
 #: the metric of the failure threshold every run is judged on unless turned off
@@ -319,6 +321,7 @@ def parse_metric(metric: str) -> tuple[str, dict[str, str]]:
                 problems.append(f"{metric}: tag {part!r} must be key:value")
                 continue
             key, val = (x.strip().strip("'\"") for x in part.split(":", 1))
+            key = _TAG_ALIASES.get(key, key)
             allowed = _TAGS[METRICS[name]]
             if key not in allowed and key in _K6_TAGS:
                 problems.append(f"{metric}: tag {key!r} is not supported: {_K6_TAGS[key]} "
@@ -330,6 +333,10 @@ def parse_metric(metric: str) -> tuple[str, dict[str, str]]:
                 problems.append(f"{metric}: tag {key!r} given twice")
             elif not val:
                 problems.append(f"{metric}: tag {key!r} has an empty value")
+            elif key == "status" and not (val.isdigit() and len(val) == 3):
+                problems.append(f"{metric}: status {val!r} is not an HTTP status code (e.g. status:200)")
+            elif key == "status" and "outcome" in tags or key == "outcome" and "status" in tags:
+                problems.append(f"{metric}: tags 'status' and 'outcome' cannot be combined")
             elif key == "outcome" and val not in OUTCOMES:
                 hint = _suggest(val, OUTCOMES) or " (known: " + ", ".join(OUTCOMES) + ")"
                 problems.append(f"{metric}: unknown outcome {val!r}{hint}")

@@ -33,7 +33,9 @@ from typing import Any, Awaitable, Callable, Deque, Iterable, List, Optional, Se
 
 import numpy as np
 
-from harness.engine.base import LAG_BUCKET_NS, LAG_BUCKETS, Cursor, Dispatch, Drops, LagCounts, error_name, run_loop
+from harness.engine.base import (
+    LAG_BUCKET_NS, LAG_BUCKETS, Cursor, Dispatch, Drops, LagCounts, error_name, error_detail, run_loop,
+)
 from harness.record.recorder import Recorder
 
 __all__ = ["AsyncExecutor", "Call", "sleep_until", "run_measured", "cancelled_by_loop", "run_guarded", "guarded",
@@ -120,23 +122,29 @@ async def run_measured(body: Callable[[], Awaitable[None]], aopen: Optional[Call
 
 
 class Call:
-    """One in-flight callback call. The target ends it with ``done(error, flags)``; a call
-    that already ended (timed out, or the target reports twice) ignores later reports.
-    ``handle`` belongs to the target (the HTTP pool keeps the connection there)."""
+    """One in-flight callback call. The target ends it with ``done(error, flags, detail)``
+    (``detail``: a sample of what went wrong, text or a response body); a call that already
+    ended (timed out, or the target reports twice) ignores later reports. ``handle`` and
+    ``extra`` belong to the target (the HTTP pool keeps the connection in ``handle``);
+    ``label`` is where the call is recorded (a target with several endpoints sets it);
+    ``trace``: the trace id of a sampled call, which becomes its latency's exemplar."""
 
-    __slots__ = ("_ex", "intended", "start", "finished", "handle")
+    __slots__ = ("_ex", "intended", "start", "finished", "handle", "label", "trace", "extra")
 
-    def __init__(self, ex: "AsyncExecutor", intended: int, start: int) -> None:
+    def __init__(self, ex: "AsyncExecutor", intended: int, start: int, label: str) -> None:
         self._ex = ex
         self.intended = intended
         self.start = start
         self.finished = False
         self.handle: Any = None
+        self.label = label
+        self.trace: Optional[str] = None
+        self.extra: Any = None
 
-    def done(self, error: Optional[str] = None, flags: int = 0) -> None:
+    def done(self, error: Optional[str] = None, flags: int = 0, detail: Any = None) -> None:
         if not self.finished:
             self.finished = True
-            self._ex._finish(self, error, flags)
+            self._ex._finish(self, error, flags, detail)
 
 
 class AsyncExecutor:
@@ -209,9 +217,9 @@ class AsyncExecutor:
     # -- callback mode ----------------------------------------------------------------
     def _launch(self, ordinal: int, intended: int, start: int) -> None:
         if start - intended > self.drop_after_ns:
-            self._rec.record(self._label, "dropped", intended, None, start)
+            self._rec.record(self._drops.label_of(ordinal), "dropped", intended, None, start)
             return
-        call = Call(self, intended, start)
+        call = Call(self, intended, start, self._label)
         self._in_flight += 1
         self._live.append(call)
         try:
@@ -227,25 +235,29 @@ class AsyncExecutor:
         if self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
 
-    def _finish(self, call: Call, error: Any, flags: int) -> None:
+    def _finish(self, call: Call, error: Any, flags: int, detail: Any = None) -> None:
         # Called from the target's callbacks: an exception here would end in the loop's
         # exception handler and leave the run waiting for this call for ever.
         try:
-            self._finish_call(call, error, flags)
+            self._finish_call(call, error, flags, detail)
         except BaseException as exc:
             self._fail("recording a call's end failed", exc)
 
-    def _finish_call(self, call: Call, error: Any, flags: int) -> None:
+    def _finish_call(self, call: Call, error: Any, flags: int, detail: Any) -> None:
         self._in_flight -= 1
         end = self._clock()
+        rec = self._rec
         if error is _TIMEOUT or end - call.start > self.timeout_ns:
             # an answer after the deadline but before the next sweep is a timeout too (as in
             # the thread executor): the outcome does not depend on the sweeper's phase
-            self._rec.record(self._label, "timeout", call.intended, call.start, call.start + self.timeout_ns)
+            rec.record(call.label, "timeout", call.intended, call.start, call.start + self.timeout_ns)
         elif error is None:
-            self._rec.record(self._label, "ok", call.intended, call.start, end, None, flags)
+            rec.record(call.label, "ok", call.intended, call.start, end, None, flags)
+            if call.trace is not None:  # a sampled call: its latency's exemplar
+                rec.set_exemplar(call.label, call.trace, (end - call.intended) / 1e9, time.time())
         else:
-            self._rec.record(self._label, "error", call.intended, call.start, end, error)
+            rec.record(call.label, "error", call.intended, call.start, end, error, 0,
+                       detail if detail is not None and rec.wants_detail(call.label, error) else None)
         if self._waiting and not self._draining:
             self._draining = True  # calls that end inside _launch do not recurse into here
             try:
@@ -324,8 +336,10 @@ class AsyncExecutor:
                 self._rec.record(label, "error", intended, start, clock(), error_name(exc))
                 return
             except BaseException as exc:  # SystemExit, KeyboardInterrupt from the target: its failure
-                self._rec.record(label, "error", intended, start, clock(),
-                                 error_name(exc.exc if isinstance(exc, TargetRaised) else exc))
+                raised = exc.exc if isinstance(exc, TargetRaised) else exc
+                name = error_name(raised)
+                self._rec.record(label, "error", intended, start, clock(), name, 0,
+                                 error_detail(raised) if self._rec.wants_detail(label, name) else None)
                 return
             finally:
                 self._in_flight -= 1

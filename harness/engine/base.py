@@ -19,11 +19,11 @@ from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Prot
 
 import numpy as np
 
-from harness.record.recorder import Recorder
+from harness.record.recorder import Recorder, detail_of
 from harness.targets.base import NamedFailure
 
 __all__ = ["Executor", "Dispatch", "Request", "LagCounts", "LAG_BUCKET_NS", "LAG_BUCKETS", "lag_percentile",
-           "error_name", "run_loop", "Cursor", "Drops", "accounting_problems", "UNKNOWN_LABEL"]
+           "error_name", "error_detail", "run_loop", "Cursor", "Drops", "accounting_problems", "UNKNOWN_LABEL"]
 
 #: ``dispatch(ordinal) -> (target label, callable, args)``
 Dispatch = Callable[[int], Tuple[str, Callable[..., Any], Sequence[Any]]]
@@ -221,6 +221,12 @@ def error_name(exc: BaseException) -> str:
     """The outcome's error type: a :class:`NamedFailure`'s own name (``HTTP 503``, or the
     failure a callback target reported), else the exception's class name (a bounded set)."""
     return exc.error_name if isinstance(exc, NamedFailure) else type(exc).__name__
+
+
+def error_detail(exc: BaseException) -> str:
+    """A sample of what went wrong, for the result's error details: a :class:`NamedFailure`'s
+    own message (``HTTP 422``'s body), else ``Type: message``."""
+    return detail_of(str(exc) or exc.error_name) if isinstance(exc, NamedFailure) else detail_of(exc)
 
 
 def run_loop(coro: Any) -> None:

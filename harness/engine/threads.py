@@ -36,7 +36,9 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from harness.engine.base import LAG_BUCKET_NS, LAG_BUCKETS, Cursor, Dispatch, Drops, LagCounts, Request, error_name
+from harness.engine.base import (
+    LAG_BUCKET_NS, LAG_BUCKETS, Cursor, Dispatch, Drops, LagCounts, Request, error_name, error_detail,
+)
 from harness.record.recorder import Recorder
 
 __all__ = ["ThreadExecutor"]
@@ -254,6 +256,8 @@ class ThreadExecutor:
         claim = self._claim
         error_label = self._drops.error_label
         lag_counts = self.lag.new_list()
+        wants_detail = rec.wants_detail
+        detail = None
         while not stop.is_set():
             req = claim()
             if req is None:
@@ -294,6 +298,7 @@ class ThreadExecutor:
             except BaseException as exc:  # the target's failure is data, not ours (SystemExit too)
                 outcome = "error"
                 error_type = error_name(exc)
+                detail = error_detail(exc) if wants_detail(label, error_type) else None  # the first few only
             end = clock()
             with slot.lock:
                 slot.active = False
@@ -304,7 +309,7 @@ class ThreadExecutor:
             elif outcome == "ok":
                 record(label, "ok", intended, start, end, None, flags)
             else:
-                record(label, "error", intended, start, end, error_type)
+                record(label, "error", intended, start, end, error_type, 0, detail)
 
     def _watch(self) -> None:
         try:

@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable, List, Optional, Sequence
 
 from harness.engine.aio import TargetRaised, cancelled_by_loop, guarded, run_guarded, run_measured, sleep_until
-from harness.engine.base import UNKNOWN_LABEL, Dispatch, LagCounts, error_name
+from harness.engine.base import UNKNOWN_LABEL, Dispatch, LagCounts, error_name, error_detail
 from harness.record.recorder import Recorder
 
 __all__ = ["UsersExecutor", "AsyncUsersExecutor"]
@@ -116,7 +116,9 @@ class UsersExecutor:
                 if end - start > self.timeout_ns:  # past its deadline, a failure is a timeout too
                     rec.record(label, "timeout", start, start, start + self.timeout_ns)
                 else:
-                    rec.record(label, "error", start, start, end, error_name(exc))
+                    name = error_name(exc)
+                    rec.record(label, "error", start, start, end, name, 0,
+                               error_detail(exc) if rec.wants_detail(label, name) else None)
             finally:
                 self._end()
             done += 1
@@ -183,8 +185,10 @@ class AsyncUsersExecutor(UsersExecutor):
                     raise
                 rec.record(label, "error", start, start, clock(), error_name(exc))
             except BaseException as exc:  # SystemExit, KeyboardInterrupt from the target: its failure
-                rec.record(label, "error", start, start, clock(),
-                           error_name(exc.exc if isinstance(exc, TargetRaised) else exc))
+                raised = exc.exc if isinstance(exc, TargetRaised) else exc
+                name = error_name(raised)
+                rec.record(label, "error", start, start, clock(), name, 0,
+                           error_detail(raised) if rec.wants_detail(label, name) else None)
             finally:
                 self._end()
             done += 1

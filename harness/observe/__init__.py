@@ -1,1 +1,2 @@
-"""Watching a run: the local Prometheus/Alertmanager stack, its report, Grafana annotations and dashboards."""
+"""Watching a run: the local Prometheus/Alertmanager stack, its report, remote write, Grafana
+annotations and dashboards."""

@@ -364,7 +364,8 @@ class LocalStack:
                 found["prometheus"], f"--config.file={self.dir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.dir / 'prom-data'}", f"--web.listen-address={self.host}:{prom_port}",
                 "--rules.alert.resend-delay=1s",  # the 1 m default hides the first alert from a late Alertmanager
-                "--enable-feature=exemplar-storage",  # no --web.enable-lifecycle: nobody may /-/quit it
+                # native histograms: scraped over protobuf (harness.record.native; the classic series stay)
+                "--enable-feature=exemplar-storage,native-histograms",  # no --web.enable-lifecycle: nobody may /-/quit it
             ])
             self.prometheus_url = f"http://{self.host}:{prom_port}"
             self.alertmanager_url = f"http://{self.host}:{am_port}"
@@ -378,16 +379,20 @@ class LocalStack:
         assert self.dir is not None
         log = self.dir / f"{name}.log"
         self._logs[name] = log
-        fh = open(log, "wb")
-        try:
-            # dies with us even on kill -9; its own session: Ctrl-C goes to us, not to it
-            proc = spawn(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        finally:
-            fh.close()
-        self._procs.append(proc)
-        self._names.append(name)
-        if self._guardian is not None:
-            self._guardian.watch(proc.pid)
+        # Signals are held from the start until the child is tracked: a SIGTERM that cut in
+        # between would leave a running program nobody stops, writing into a removed folder.
+        with held_signals():
+            fh = open(log, "wb")
+            try:
+                # dies with us even on kill -9; its own session: Ctrl-C goes to us, not to it
+                proc = spawn(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+            finally:
+                fh.close()
+            self._procs.append(proc)
+            self._names.append(name)
+            if self._guardian is not None:
+                self._guardian.watch(proc.pid)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout_s
@@ -448,7 +453,11 @@ class LocalStack:
         self._procs = []
         self._names = []
         if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            for _ in range(3):  # a child's last write may race the first pass
+                shutil.rmtree(self.dir, ignore_errors=True)
+                if not self.dir.exists():
+                    break
+                time.sleep(0.1)
             self.dir = None
         if self._guardian is not None:
             self._guardian.release()

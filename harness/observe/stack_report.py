@@ -3,7 +3,11 @@ and Prometheus's own percentiles next to the harness's exact HDR figures.
 
 The cross-check catches bucket layouts that lie: ``histogram_quantile`` interpolates
 inside the bucket holding the quantile, so it must land in the same bucket as the exact
-value; when it does not, the buckets (or the scrape) are wrong.
+value; when it does not, the buckets (or the scrape) are wrong. When Prometheus scraped the
+native histograms too (``--enable-feature=native-histograms``, as ``--stack local``
+starts it), each row also has the native ``histogram_quantile`` and its distance from HDR
+in percent, against the goal of :data:`NATIVE_GOAL_PCT` (schema 5 buckets are 2.19 %
+wide, :mod:`harness.record.native`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from typing import Any, Dict, List, Optional, Sequence
 from instrumentation import DEFAULT_BUCKETS
 from harness.record.recorder import histogram_stats
 
-__all__ = ["fired_alerts", "quantile_crosscheck", "server_quantiles", "bucket_of"]
+__all__ = ["fired_alerts", "quantile_crosscheck", "server_quantiles", "bucket_of", "NATIVE_GOAL_PCT"]
+
+#: how far (percent) the native histogram's quantile may sit from HDR's
+NATIVE_GOAL_PCT = 2.5
 
 
 def fired_alerts(client: Any, start: float, end: float) -> List[Dict[str, Any]]:
@@ -62,12 +69,17 @@ def _scalar_by(result: List[Dict[str, Any]], label: str) -> Dict[str, float]:
 def quantile_crosscheck(client: Any, recorder: Any, job: str, at: float,
                         quantiles: Sequence[float] = (0.95, 0.99)) -> List[Dict[str, Any]]:
     """Per target: Prometheus's ``histogram_quantile`` over the harness's latency histogram
-    (the whole run: the counters started at zero with the run) against the HDR value."""
+    (the whole run: the counters started at zero with the run) against the HDR value; the
+    native histogram's too when Prometheus has it (``native_ms``, ``native_error_pct``,
+    ``native_within_goal``)."""
     rows = []
     for q in quantiles:
         expr = (f'histogram_quantile({q}, sum by (le, target) '
                 f'(lbh_harness_latency_seconds_bucket{{job="{job}"}}))')
         prom = _scalar_by(client.query(expr, at), "target")
+        native = _scalar_by(client.query(
+            f'histogram_quantile({q}, sum by (target) (lbh_harness_latency_native_seconds{{job="{job}"}}))', at),
+            "target")
         for target in recorder.targets():
             stats = histogram_stats(recorder.histogram("latency", target))
             key = f"p{round(q * 100):d}"
@@ -83,6 +95,13 @@ def quantile_crosscheck(client: Any, recorder: Any, job: str, at: float,
                 row["bucket_s"] = [lo, hi]
                 row["difference_ms"] = round(p_s * 1000 - hdr_ms, 3)
                 row["within_bucket"] = lo_ok <= p_s <= hi_ok
+            n_s = native.get(target)
+            if n_s is not None:  # absent: Prometheus without native histograms
+                row["native_ms"] = round(n_s * 1000, 3)
+                if hdr_ms:
+                    err = abs(n_s * 1000 - hdr_ms) / hdr_ms * 100
+                    row["native_error_pct"] = round(err, 3)
+                    row["native_within_goal"] = err <= NATIVE_GOAL_PCT
             rows.append(row)
     return rows
 

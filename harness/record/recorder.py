@@ -59,7 +59,7 @@ import threading
 import weakref
 import zlib
 from array import array
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -80,6 +80,9 @@ __all__ = [
     "histogram_stats",
     "value_at_percentile",
     "window_latency",
+    "ERROR_SAMPLES",
+    "ERROR_SAMPLE_CHARS",
+    "detail_of",
 ]
 
 OUTCOMES: tuple[str, ...] = ("ok", "error", "timeout", "dropped")
@@ -97,6 +100,9 @@ SUMMARY_PERCENTILES: tuple[tuple[str, float], ...] = (
     ("p99.9", 99.9),
 )
 ENCODING_FORMAT = "harness.record.recorder/1"
+#: error details kept per (target, error type): the first few samples, each this long at most
+ERROR_SAMPLES = 3
+ERROR_SAMPLE_CHARS = 300
 
 _NO_START = -(2**63)
 _OUTCOME_INDEX = {o: i for i, o in enumerate(OUTCOMES)}
@@ -121,6 +127,40 @@ def _flush_loop(ref: "weakref.ReferenceType[Recorder]", wake: threading.Event) -
             rec.flush()
         finally:
             del rec
+
+
+def detail_of(value: Any) -> str:
+    """One error sample as text, at most :data:`ERROR_SAMPLE_CHARS` characters: an exception as
+    ``Type: message``, a response body (bytes) decoded leniently, anything else ``str()``."""
+    if isinstance(value, BaseException):
+        msg = str(value)
+        text = f"{type(value).__name__}: {msg}" if msg else type(value).__name__
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        text = bytes(value[: 4 * ERROR_SAMPLE_CHARS]).decode("utf-8", "replace")
+    else:
+        text = str(value)
+    text = text.strip()
+    return text if len(text) <= ERROR_SAMPLE_CHARS else text[: ERROR_SAMPLE_CHARS - 1] + "\u2026"
+
+
+class _ErrorDetail:
+    """First/last time (ns, the recorder's clock) and the first samples of one (target, error
+    type), each sample with its time, so merged recorders keep the earliest."""
+
+    __slots__ = ("first_ns", "last_ns", "samples")
+
+    def __init__(self, first_ns: int, last_ns: int, samples: list[tuple[int, str]] | None = None) -> None:
+        self.first_ns, self.last_ns, self.samples = first_ns, last_ns, samples or []
+
+    def note(self, t_ns: int, sample: str | None) -> None:
+        if t_ns < self.first_ns:
+            self.first_ns = t_ns
+        if t_ns > self.last_ns:
+            self.last_ns = t_ns
+        if sample is not None and (len(self.samples) < ERROR_SAMPLES or t_ns < self.samples[-1][0]):
+            self.samples.append((t_ns, sample))
+            self.samples.sort(key=lambda x: x[0])
+            del self.samples[ERROR_SAMPLES:]
 
 
 def _new_hist() -> HdrHistogram:
@@ -424,6 +464,11 @@ class Recorder:
         self._keys: dict[tuple[str, str], _Key] = {}
         self._pending_errors: list[tuple[str, str]] = []
         self._errors: dict[str, dict[str, int]] = {}
+        self._details: dict[tuple[str, str], _ErrorDetail] = {}
+        self._asked: dict[tuple[str, str], int] = {}  # wants_detail's answers so far (approximate, racy)
+        self._counters: dict[str, dict[str, int]] = {}  # per target: status:<code>, bytes_sent, ...
+        self._counter_sources: list[Callable[[], Mapping[str, Mapping[str, int]]]] = []
+        self._exemplars: dict[str, tuple[str, float, float]] = {}
         self._windows: dict[str, dict[int, _Window]] = {}
         self._wspan: tuple[int, int] | None = None  # lowest and highest window index in use
         self.clamped = 0
@@ -446,9 +491,12 @@ class Recorder:
         end_ns: int,
         error_type: str | None = None,
         flags: int = 0,
+        detail: Any = None,
     ) -> None:
         """Record one request.  Times are int ns on one monotonic clock; ``start_ns=None``
         means the request never started (dropped).  ``flags``: FLAG_CACHE_HIT | FLAG_FALLBACK.
+        ``detail``: for an error, a sample of what went wrong (text, or a response body as
+        bytes; see :func:`detail_of`); pass it only when :meth:`wants_detail` said so.
 
         Lock-free under the GIL: the only shared writes are one ``array.extend`` of a
         4-tuple of ints and one ``list.append``, each a single atomic C call; the flush
@@ -460,7 +508,7 @@ class Recorder:
             buf = self._new_key(target, outcome).buf
         buf.extend((intended_ns, _NO_START if start_ns is None else start_ns, end_ns, flags))
         if error_type is not None:
-            self._pending_errors.append((target, error_type))
+            self._pending_errors.append((target, error_type, end_ns, detail))
         if len(buf) >= self._flush_len:
             self._flush_due(buf)
 
@@ -505,10 +553,90 @@ class Recorder:
         end_ns: int,
         error_type: str | None = None,
         flags: int = 0,
+        detail: Any = None,
     ) -> None:
         """``record`` for free-threaded Python (no GIL to make the appends atomic)."""
         with self._lock:
-            Recorder.record(self, target, outcome, intended_ns, start_ns, end_ns, error_type, flags)
+            Recorder.record(self, target, outcome, intended_ns, start_ns, end_ns, error_type, flags, detail)
+
+    # -- error details, counters, exemplars (off the hot path of ok calls) ----------------
+    def wants_detail(self, target: str, error_type: str) -> bool:
+        """Should the caller build a sample for this error?  True for about the first
+        :data:`ERROR_SAMPLES` of each (target, type), so a flood of errors costs a dict
+        lookup each, not a message each.  (Unlocked: a race may ask for one or two more;
+        the recorder keeps :data:`ERROR_SAMPLES` at most.)"""
+        key = (target, error_type)
+        n = self._asked.get(key, 0)
+        if n >= ERROR_SAMPLES:
+            return False
+        self._asked[key] = n + 1
+        return True
+
+    def count(self, target: str, name: str, n: int = 1) -> None:
+        """Add ``n`` to a named per-target counter (``status:<code>``, ``bytes_sent``,
+        ``bytes_received``); counters add on merge."""
+        with self._lock:
+            c = self._counters.setdefault(target, {})
+            c[name] = c.get(name, 0) + int(n)
+
+    def add_counter_source(self, source: Callable[[], Mapping[str, Mapping[str, int]]]) -> None:
+        """A callable giving *cumulative* ``{target: {counter: n}}`` totals, read at every
+        read of the counters: a target that counts in its own hot path (the HTTP client's
+        status codes and bytes) hands the totals over without a call per request."""
+        with self._lock:
+            self._counter_sources.append(source)
+
+    def counters(self, target: str | None = None) -> dict[str, int]:
+        """Named counters of ``target`` (all targets added when None), sources included."""
+        with self._lock:
+            tables: list[Mapping[str, Mapping[str, int]]] = [self._counters]
+            tables += [src() for src in self._counter_sources]
+        out: dict[str, int] = {}
+        for table in tables:
+            for t, cs in table.items():
+                if target is None or t == target:
+                    for k, v in cs.items():
+                        out[k] = out.get(k, 0) + int(v)
+        return out
+
+    def _all_counters(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            tables: list[Mapping[str, Mapping[str, int]]] = [self._counters]
+            tables += [src() for src in self._counter_sources]
+        out: dict[str, dict[str, int]] = {}
+        for table in tables:
+            for t, cs in table.items():
+                mine = out.setdefault(t, {})
+                for k, v in cs.items():
+                    mine[k] = mine.get(k, 0) + int(v)
+        return out
+
+    def set_exemplar(self, target: str, trace_id: str, latency_s: float, unix_time: float) -> None:
+        """Note ``target``'s latest sampled request (one dict store: called per sampled request)."""
+        self._exemplars[target] = (trace_id, latency_s, unix_time)
+
+    def exemplar(self, target: str) -> Optional[Tuple[str, float, float]]:
+        """(trace id hex, latency s, unix time) of ``target``'s latest sampled request, or None:
+        the live latency histogram's exemplar, so a slow point leads to the server's trace."""
+        return self._exemplars.get(target)
+
+    def error_details(self) -> list[dict[str, Any]]:
+        """Per (target, error type): count, first/last time (s since ``origin_ns``) and the
+        first samples (the result's top-level ``error_details``), most frequent first."""
+        with self._lock:
+            self._flush_all_locked()
+            out = []
+            for (target, etype), d in self._details.items():
+                out.append({
+                    "target": target,
+                    "type": etype,
+                    "count": int(self._errors.get(target, {}).get(etype, 0)),
+                    "first_s": round((d.first_ns - self.origin_ns) / 1e9, 6),
+                    "last_s": round((d.last_ns - self.origin_ns) / 1e9, 6),
+                    "samples": [text for _t, text in d.samples],
+                })
+        out.sort(key=lambda e: (-e["count"], e["target"], e["type"]))
+        return out
 
     def record_dropped(self, target: str, intended_ns: Any, end_ns: int) -> None:
         """Record many requests given up at ``end_ns`` at once (``intended_ns``: an int64
@@ -550,14 +678,29 @@ class Recorder:
                 self._bufs.setdefault(target, {})[outcome] = key.buf
             return key
 
-    def _note_error(self, target: str, error_type: str, n: int = 1) -> None:
+    def _note_error(self, target: str, error_type: str, n: int = 1) -> str:
+        """Count ``n`` errors; returns the name they were counted under (``other`` past the cap)."""
         errs = self._errors.setdefault(target, {})
         if error_type in errs:
             errs[error_type] += n
         elif len(errs) < self.max_error_types:
             errs[error_type] = n
         else:
+            error_type = "other"
             errs["other"] = errs.get("other", 0) + n
+        return error_type
+
+    def _note_detail(self, target: str, error_type: str, first_ns: int, last_ns: int,
+                     samples: Sequence[tuple[int, str]]) -> None:
+        key = (target, error_type)
+        d = self._details.get(key)
+        if d is None:
+            d = self._details[key] = _ErrorDetail(first_ns, last_ns)
+        else:
+            d.note(first_ns, None)
+            d.note(last_ns, None)
+        for t_ns, text in samples:
+            d.note(t_ns, text)
 
     # -- folding buffers into histograms ---------------------------------------------
     def flush(self) -> None:
@@ -570,8 +713,12 @@ class Recorder:
         if n:
             pending = self._pending_errors[:n]
             del self._pending_errors[:n]
-            for target, error_type in pending:
-                self._note_error(target, error_type)
+            for target, error_type, t_ns, detail in pending:
+                name = self._note_error(target, error_type)
+                d = self._details.get((target, name))
+                if d is None:
+                    d = self._details[(target, name)] = _ErrorDetail(t_ns, t_ns)
+                d.note(t_ns, detail_of(detail) if detail is not None and len(d.samples) < ERROR_SAMPLES else None)
         for key in list(self._keys.values()):
             if len(key.buf):
                 self._flush_key(key)
@@ -715,6 +862,16 @@ class Recorder:
             for target, errs in other._errors.items():
                 for etype, n in errs.items():
                     self._note_error(target, etype, n)
+            for (target, etype), d in other._details.items():
+                name = etype if etype in self._errors.get(target, {}) else "other"
+                self._note_detail(target, name, d.first_ns, d.last_ns, d.samples)
+            for target, cs in other._all_counters().items():
+                mine = self._counters.setdefault(target, {})
+                for k, v in cs.items():
+                    mine[k] = mine.get(k, 0) + v
+            for target, ex in other._exemplars.items():
+                if target not in self._exemplars or ex[2] >= self._exemplars[target][2]:
+                    self._exemplars[target] = ex
             self._merge_windows(other._windows, other.window_s)
             self.clamped += other.clamped
             for attr, pick in (("_t_first", min), ("_t_last", max)):
@@ -765,6 +922,16 @@ class Recorder:
                 targets.setdefault(target, {"outcomes": {}, "errors": {}, "windows": []})["windows"] = [
                     wins[i].encode(i) for i in sorted(wins)
                 ]
+            for (target, etype), d in self._details.items():
+                t = targets.setdefault(target, {"outcomes": {}, "errors": {}, "windows": []})
+                t.setdefault("error_details", {})[etype] = {"first_ns": d.first_ns, "last_ns": d.last_ns,
+                                                            "samples": [[t_ns, text] for t_ns, text in d.samples]}
+            for target, cs in self._all_counters().items():
+                if cs:
+                    targets.setdefault(target, {"outcomes": {}, "errors": {}, "windows": []})["counters"] = dict(cs)
+            for target, (trace_id, lat, unix) in self._exemplars.items():
+                targets.setdefault(target, {"outcomes": {}, "errors": {}, "windows": []})["exemplar"] = [
+                    trace_id, lat, unix]
             return {
                 "format": ENCODING_FORMAT,
                 "unit": "us",
@@ -800,6 +967,15 @@ class Recorder:
         rec._t_last = data.get("t_last_ns")
         for target, t in data.get("targets", {}).items():
             rec._errors.setdefault(target, {}).update({k: int(v) for k, v in t.get("errors", {}).items()})
+            for etype, d in t.get("error_details", {}).items():
+                rec._details[(target, etype)] = _ErrorDetail(
+                    int(d["first_ns"]), int(d["last_ns"]),
+                    [(int(x[0]), str(x[1])) for x in d.get("samples", [])][:ERROR_SAMPLES])
+            if t.get("counters"):
+                rec._counters[target] = {str(k): int(v) for k, v in t["counters"].items()}
+            if t.get("exemplar"):
+                trace_id, lat, unix = t["exemplar"]
+                rec._exemplars[target] = (str(trace_id), float(lat), float(unix))
             for outcome, o in t.get("outcomes", {}).items():
                 key = rec._new_key(target, outcome)
                 key.count = int(o["count"])
@@ -885,6 +1061,14 @@ class Recorder:
             "cache_hit_rate": ratio(ok_hits, ok),
             "fallback_rate": ratio(ok_fbs, ok),
         }
+        if target is not None:
+            cs = self.counters(target)
+            codes = {k[len("status:"):]: v for k, v in cs.items() if k.startswith("status:")}
+            if codes:
+                out["status_codes"] = dict(sorted(codes.items()))
+            for k in ("bytes_sent", "bytes_received"):
+                if k in cs:
+                    out[k] = cs[k]
         for metric in METRICS:
             out[metric] = histogram_stats(self.histogram(metric, target))
         out["by_outcome"] = {
@@ -977,7 +1161,7 @@ class Recorder:
 
         Trend metrics (latency, service_time, lag) are in ms over all outcomes unless
         ``tags`` has ``outcome``; ``throughput`` counts requests that ran (not dropped)
-        unless ``outcome`` is given, and its ``rate`` divides by ``duration_s`` (default:
+        unless ``outcome`` (or an HTTP ``status``) is given, and its ``rate`` divides by ``duration_s`` (default:
         the recorded span). ``failed_rate`` = (error + timeout + dropped) / all records.
         """
         target = tags.get("target")
@@ -1014,7 +1198,10 @@ class Recorder:
             num = hits if metric == "cache_hit_rate" else fbs
             return num / counts["ok"] if counts["ok"] else None
         if metric in ("throughput", "rps"):
-            n = counts[tags["outcome"]] if "outcome" in tags else total - counts["dropped"]
+            if "status" in tags:  # answers by HTTP status (HTTP targets count them)
+                n = self.counters(target).get(f"status:{tags['status']}", 0)
+            else:
+                n = counts[tags["outcome"]] if "outcome" in tags else total - counts["dropped"]
             if kind == "count":
                 return float(n) if total else None
             if kind == "rate":

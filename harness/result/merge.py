@@ -186,6 +186,7 @@ def merge_results(results: Sequence[Mapping[str, Any]], names: Sequence[str] | N
                                         for n, r in zip(names, results)]},
         "metrics_url": None,
         "summary": merged.summary(),
+        "error_details": merged.error_details(),
         "timeseries": merged.windows(),
         "resources": {"summary": {"parts": [r["resources"]["summary"] for r in results]}, "samples": []},
         "generator": {

@@ -35,6 +35,7 @@ __all__ = [
     "HistogramStats",
     "TargetSummary",
     "Summary",
+    "ErrorDetail",
     "Window",
     "Resources",
     "load_result",
@@ -82,6 +83,20 @@ class TargetSummary(TypedDict, total=False):
     service_time: HistogramStats           # from the actual start
     lag: HistogramStats                    # actual - intended start
     by_outcome: Dict[str, Dict[str, HistogramStats]]
+    status_codes: Dict[str, int]           # HTTP targets: answers by status ("200": n)
+    bytes_sent: int                        # HTTP targets: the client's own bytes on the wire, head + body
+    bytes_received: int
+
+
+class ErrorDetail(TypedDict, total=False):
+    """One entry of the top-level ``error_details``: an error type of one target."""
+
+    target: str
+    type: str                              # the error type, as in summary.targets[<label>].errors
+    count: int
+    first_s: float                         # seconds since the run's start
+    last_s: float
+    samples: List[str]                     # the first few (≤ 3): response bodies, messages; ≤ 300 chars each
 
 
 class Summary(TypedDict, total=False):
@@ -178,7 +193,9 @@ class Result(TypedDict, total=False):
     metrics_url: Optional[str]
     summary: Summary
     timeseries: List[Window]
+    error_details: List[ErrorDetail]       # optional: older results lack it
     resources: Resources
+    network: Dict[str, Any]                # OS interface bytes over the window: source, bytes_sent/_received, interfaces
     generator: Generator
     thresholds: List[ThresholdEntry]
     verdict: Verdict
@@ -319,7 +336,7 @@ _TARGET: Any = {
     "count": _INT, "outcomes": _Map(_INT), "errors": _Map(_INT), "cache_hit": _INT, "fallback": _INT,
     "error_rate": _OPT_NUM, "timeout_rate": _OPT_NUM, "dropped_rate": _OPT_NUM, "cache_hit_rate": _OPT_NUM,
     "fallback_rate": _OPT_NUM, "latency": _STATS, "service_time": _STATS, "lag": _STATS,
-    "by_outcome": _Map(_Map(_STATS)),
+    "by_outcome": _Map(_Map(_STATS)), "status_codes": _Map(_INT), "bytes_sent": _INT, "bytes_received": _INT,
 }
 _SHAPE: Any = {
     "elapsed_s": _NUM,
@@ -327,7 +344,10 @@ _SHAPE: Any = {
                  "executor": (dict,), "profile": {"type": (str,), "segment": {"offset": _INT, "stride": _INT}}},
     "summary": {"targets": _Map(_TARGET), "all": _TARGET, "clamped": _INT, "window_s": _NUM},
     "timeseries": _List(_Map((int, float, type(None), str))),
+    "error_details": _List({"target": (str,), "type": (str,), "count": _INT, "first_s": _NUM, "last_s": _NUM,
+                            "samples": _List((str,))}),
     "resources": {"summary": (dict,), "samples": _List((dict,))},
+    "network": {"source": (str,), "bytes_sent": _INT, "bytes_received": _INT, "interfaces": _Map(_Map(_INT))},
     "generator": {"valid": (bool,), "reasons": _List((str,)), "worker_errors": _List((str,)),
                   "abandoned_calls": _INT, "worker_processes": _INT},
     "thresholds": _List({"metric": (str,), "expression": (str,), "ok": (bool,), "observed": _OPT_NUM}),

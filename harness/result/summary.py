@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from harness.config.thresholds import coverage, format_observed, metric_key
 from harness.exitcodes import ExitCode
+from harness.observe.remote_write import summary_line as remote_write_line
 
 __all__ = ["format_summary", "run_duration"]
 
@@ -55,8 +56,15 @@ def format_summary(result: Dict[str, Any], result_path: str | None = None) -> st
                 rates.append(f"{key} {t[key]:.2%}")
         if rates:
             lines.append("  " + "  ".join(rates))
+        if t.get("status_codes"):
+            lines.append("  status codes: " + ", ".join(f"{k} {v}" for k, v in sorted(t["status_codes"].items())))
+        if "bytes_sent" in t or "bytes_received" in t:
+            lines.append(f"  HTTP bytes on the wire: sent {_bytes(t.get('bytes_sent') or 0)}, "
+                         f"received {_bytes(t.get('bytes_received') or 0)}")
         if t.get("errors"):
             lines.append("  errors: " + ", ".join(f"{k} {v}" for k, v in sorted(t["errors"].items())))
+            if name != "all":
+                lines.extend(_error_sample_lines(result.get("error_details") or [], name))
     lines.append("  (* latency is measured from each request's intended start: stalls are not hidden)")
     lines.append("  († start lag: each request's actual start minus its intended start, waiting for a free worker "
                  "included; the generator's own lateness is below)")
@@ -76,6 +84,10 @@ def format_summary(result: Dict[str, Any], result_path: str | None = None) -> st
         lines.append("  closed-loop virtual users: latency is measured from actual start (coordinated omission applies)")
     for reason in g["reasons"]:
         lines.append(f"  INVALID: {reason}")
+    if result.get("network"):
+        lines.append(_network_line(result["network"]))
+    if result.get("remote_write"):
+        lines.append(remote_write_line(result["remote_write"]))
     v = result["verdict"]
     if v.get("aborted_by"):
         lines.append(f"aborted by threshold(s): {', '.join(v['aborted_by'])}")
@@ -84,6 +96,43 @@ def format_summary(result: Dict[str, Any], result_path: str | None = None) -> st
     if result_path:
         lines.append(f"result: {result_path}")
     return "\n".join(lines)
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def _network_line(net: Mapping[str, Any]) -> str:
+    """The OS's interface counters over the window (the whole machine's traffic)."""
+    if net.get("source") != "interface":
+        return "network: OS interface counters unavailable"
+    busy = [(k, v) for k, v in sorted((net.get("interfaces") or {}).items())
+            if v.get("bytes_sent") or v.get("bytes_received")]
+    per = ", ".join(f"{k} {_bytes(v['bytes_sent'])}/{_bytes(v['bytes_received'])}" for k, v in busy)
+    return (f"network (OS interface counters, whole machine): sent {_bytes(net['bytes_sent'])}, received "
+            f"{_bytes(net['bytes_received'])}" + (f" (sent/received: {per})" if per else ""))
+
+
+def _error_sample_lines(details: Any, target: str) -> List[str]:
+    """Per error type of ``target``: when it was first and last seen and its first sample
+    (a response body, an exception's message), so a 422 says why."""
+    out: List[str] = []
+    for d in details if isinstance(details, list) else []:
+        if not isinstance(d, Mapping) or d.get("target") != target:
+            continue
+        sample = (d.get("samples") or [""])[0]
+        sample = " ".join(str(sample).split())  # one line: bodies carry newlines
+        if len(sample) > 160:
+            sample = sample[:159] + "\u2026"
+        when = ""
+        if isinstance(d.get("first_s"), (int, float)) and isinstance(d.get("last_s"), (int, float)):
+            when = f" (first at {d['first_s']:.1f}s, last at {d['last_s']:.1f}s)"
+        out.append(f"    {d.get('type')}{when}" + (f": {sample}" if sample else ""))
+    return out
 
 
 def _threshold_line(th: Mapping[str, Any]) -> str:
@@ -146,7 +195,10 @@ def _stack_lines(stack: Dict[str, Any]) -> List[str]:
             lo, hi = r["bucket_s"]
             lines.append(f"    {r['target']:<12} p{round(r['quantile'] * 100):d}  prometheus {r['prometheus_ms']:>9.2f}  "
                          f"hdr {r['hdr_ms']:>9.2f}  diff {r['difference_ms']:>+8.2f}  bucket "
-                         f"({lo * 1000:g}, {'inf' if hi is None else f'{hi * 1000:g}'}] {mark}")
+                         f"({lo * 1000:g}, {'inf' if hi is None else f'{hi * 1000:g}'}] {mark}"
+                         + (f"  native {r['native_ms']:.2f} ({r['native_error_pct']:.2f} % off, "
+                            f"{'ok' if r.get('native_within_goal') else 'OVER'} 2.5 % goal)"
+                            if r.get("native_error_pct") is not None else ""))
     for op, qs in sorted((stack.get("server_quantiles") or {}).items()):
         lines.append(f"    server {op:<22} " + "  ".join(f"{k} {v:.2f}" for k, v in sorted(qs.items())))
     return lines

@@ -8,6 +8,18 @@ instrumentation's budget-edged buckets; ``lbh_harness_requests_total{target,outc
 ``lbh_harness_intended_requests_total`` and ``lbh_harness_intended_rate`` (what the
 schedule asked for) beside ``lbh_harness_achieved_rate``; ``lbh_harness_in_flight``;
 ``lbh_harness_run_info{run_id,scenario,target,profile}``.
+
+The same three histograms are also served as Prometheus **native** histograms, converted
+exactly from HDR (:mod:`harness.record.native`, schema 5: quantiles within 2.2 % of HDR's),
+under their own names ``lbh_harness_latency_native_seconds``,
+``lbh_harness_service_time_native_seconds``, ``lbh_harness_schedule_lag_native_seconds``.
+Why not under the classic names: Prometheus 2.42 with native histograms on ingests *only*
+the native part of a histogram that has both (``scrape_classic_histograms`` came in 2.45),
+so the ``_bucket`` series the alert rules and dashboards read would vanish the moment the
+feature is turned on. Under distinct names both are ingested side by side; the text formats
+(no native histograms there) leave the native ones out (:mod:`instrumentation.server`). The
+latency histograms of outcome ``ok`` carry the recorder's exemplar (the latest sampled
+request's trace id), on the classic bucket holding it and in the native histogram.
 """
 
 from __future__ import annotations
@@ -20,16 +32,20 @@ import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, TextIO
 
 import numpy as np
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Exemplar
 from prometheus_client.registry import Collector
 
 from instrumentation import DEFAULT_BUCKETS
 from harness.engine.base import LAG_BUCKET_NS
+from harness.record.native import from_hdr
 from harness.record.recorder import METRICS, OUTCOMES, Recorder, counts_view, histogram_mean
 
 __all__ = ["LiveCollector", "Progress", "RunState", "p95_budget_ms", "p95_level", "NEAR_BUDGET"]
 
 _NAMES = {"latency": "latency_seconds", "service_time": "service_time_seconds", "lag": "schedule_lag_seconds"}
+_NATIVE_NAMES = {"latency": "latency_native_seconds", "service_time": "service_time_native_seconds",
+                 "lag": "schedule_lag_native_seconds"}
 _HELP = {
     "latency": "Request latency measured from the intended start (no coordinated omission).",
     "service_time": "Request time from actual start to end (what the target took).",
@@ -111,8 +127,12 @@ class LiveCollector(Collector):
         total = 0
         fams = {m: HistogramMetricFamily(f"lbh_harness_{_NAMES[m]}", _HELP[m], labels=["target", "outcome"])
                 for m in METRICS}
+        natives = {m: Metric(f"lbh_harness_{_NATIVE_NAMES[m]}", _HELP[m] + " Native histogram (exact from HDR).",
+                             "histogram") for m in METRICS}
         for target in rec.targets():
             c = rec.counts(target)
+            ex = rec.exemplar(target)
+            exemplar = None if ex is None else Exemplar({"trace_id": ex[0]}, float(ex[1]), float(ex[2]))
             for outcome in OUTCOMES:
                 counts.add_metric([target, outcome], c[outcome])
                 total += c[outcome]
@@ -124,10 +144,18 @@ class LiveCollector(Collector):
                     h = rec.histogram(metric, target, (outcome,))
                     cum = _cumulative(h, self._bounds_us)
                     n = h.get_total_count()
-                    buckets = [(_fmt(b), v) for b, v in zip(self._bounds, cum)] + [("+Inf", float(n))]
+                    buckets: List[Any] = [(_fmt(b), v) for b, v in zip(self._bounds, cum)] + [("+Inf", float(n))]
+                    ex_here = exemplar if (metric == "latency" and outcome == "ok") else None
+                    if ex_here is not None:  # on the bucket that holds it
+                        i = next((j for j, b in enumerate(self._bounds) if ex_here.value <= b), len(self._bounds))
+                        buckets[i] = (buckets[i][0], buckets[i][1], ex_here)
                     fams[metric].add_metric([target, outcome], buckets, sum_value=histogram_mean(h) * n / 1e6)
+                    nh = from_hdr(h, exemplars=None if ex_here is None else [ex_here])
+                    natives[metric].add_sample(natives[metric].name, {"target": target, "outcome": outcome},
+                                               None, native_histogram=nh)  # type: ignore[arg-type]
         yield counts
         yield from fams.values()
+        yield from (m for m in natives.values() if m.samples)
         with self._lock:
             now = time.monotonic()
             t_prev, n_prev = self._last

@@ -67,6 +67,13 @@ def make_executor(scenario: Scenario, target: Target, recorder: Recorder, *,
                   drop_after_s: Optional[float] = None) -> Executor:
     """The executor the scenario asks for, for this target (one process)."""
     sc = scenario
+    if target.counters is not None:  # an HTTP target's status codes and bytes, read with the recorder
+        recorder.add_counter_source(target.counters)
+    if target.bind_recorder is not None:  # a streaming target records its messages itself
+        if sc.closed_loop:
+            raise TargetError(f"target: {target.name!r} streams on the open-loop schedule; closed-loop users "
+                              "cannot drive it")
+        target.bind_recorder(recorder)
     if sc.closed_loop:
         if target.is_async:
             return AsyncUsersExecutor(sc.profile, target.dispatch, recorder, duration_s=sc.duration,

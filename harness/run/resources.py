@@ -1,18 +1,56 @@
-"""Once-a-second resource samples (psutil): the process's CPU and RSS, system memory.
+"""Once-a-second resource samples (psutil): the process's CPU and RSS, system memory, and
+the network bytes the OS counted over the measured window.
 
 The harness's own CPU is part of its self-check: a generator that saturates the CPU
 measures its own queueing, not the target.
+
+Network bytes come from the OS's per-interface counters (``psutil.net_io_counters``): read
+when the sampler starts and when it stops, the difference is the traffic of the measured
+window, per interface and in all. They count every process on the machine (the target too,
+when it runs here: loopback traffic is counted once sent and once received on ``lo``), so
+they are the wire's view, next to the HTTP client's own bytes in the summary. Where psutil
+cannot read them (no /proc/net/dev, a sandbox), ``network`` says ``source: unavailable``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import psutil
 
-__all__ = ["ResourceSampler"]
+__all__ = ["ResourceSampler", "net_counters", "network_delta"]
+
+
+NetCounters = Optional[Dict[str, Tuple[int, int]]]
+
+
+def net_counters() -> NetCounters:
+    """``{interface: (bytes_sent, bytes_received)}`` from the OS now; None when unreadable."""
+    try:
+        counters = psutil.net_io_counters(pernic=True)
+    except (OSError, RuntimeError, psutil.Error):
+        return None
+    if not counters:
+        return None
+    return {nic: (int(c.bytes_sent), int(c.bytes_recv)) for nic, c in counters.items()}
+
+
+def network_delta(before: NetCounters, after: NetCounters) -> Dict[str, Any]:
+    """The ``network`` section of a result: bytes sent/received between two readings, in
+    all and per interface (an interface present in both; a counter that went backwards,
+    a wrapped or reset one, counts 0)."""
+    if before is None or after is None:
+        return {"source": "unavailable"}
+    interfaces: Dict[str, Dict[str, int]] = {}
+    for nic in sorted(set(before) & set(after)):
+        (s0, r0), (s1, r1) = before[nic], after[nic]
+        interfaces[nic] = {"bytes_sent": max(s1 - s0, 0), "bytes_received": max(r1 - r0, 0)}
+    return {"source": "interface",
+            "bytes_sent": sum(v["bytes_sent"] for v in interfaces.values()),
+            "bytes_received": sum(v["bytes_received"] for v in interfaces.values()),
+            "interfaces": interfaces}
 
 
 class ResourceSampler:
@@ -35,6 +73,8 @@ class ResourceSampler:
         self._clock = clock
         self._t0 = clock()
         self.cpu_count = psutil.cpu_count() or 1
+        self._net0: NetCounters = None
+        self._net1: NetCounters = None
 
     def start(self) -> "ResourceSampler":
         self._t0 = self._clock()
@@ -45,6 +85,7 @@ class ResourceSampler:
                 pass
         psutil.cpu_percent(None)
         self._cpu_t0 = self._proc.cpu_times()
+        self._net0 = net_counters()
         self._thread = threading.Thread(target=self._loop, name="lbh-resources", daemon=True)
         self._thread.start()
         return self
@@ -82,6 +123,7 @@ class ResourceSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        self._net1 = net_counters()
         self.sample()
         self._cpu_seconds = self.cpu_seconds()
         self._wall_seconds = self._clock() - self._t0
@@ -90,6 +132,11 @@ class ResourceSampler:
         """This process's CPU seconds (user + system) since ``start()`` (workers excluded)."""
         now = self._proc.cpu_times()
         return (now.user + now.system) - (self._cpu_t0.user + self._cpu_t0.system)
+
+    def network(self) -> Dict[str, Any]:
+        """Bytes the OS counted from ``start()`` to ``stop()`` (until now while running):
+        :func:`network_delta`."""
+        return network_delta(self._net0, self._net1 if self._net1 is not None else net_counters())
 
     def summary(self) -> Dict[str, Any]:
         cpu = [s["process_cpu_percent"] for s in self.samples[1:]] or [0.0]

@@ -30,6 +30,7 @@ from harness.engine.base import Executor, accounting_problems
 from harness.events import PhaseStarted, RunEvents, RunFinished, RunStarted
 from harness.exitcodes import ExitCode
 from harness.lifecycle import SignalScope, held_signals, signal_scope
+from harness.observe.remote_write import RemoteWriter
 from harness.observe.stack import LocalStack, PrometheusClient, StackError, WebhookReceiver
 from harness.observe.stack_report import fired_alerts, quantile_crosscheck, server_quantiles
 from harness.record.recorder import Recorder
@@ -68,6 +69,8 @@ class RunOptions:
     settle_s: float = 3.0                    # after the run: one more scrape and rule evaluation
     prometheus_url: Optional[str] = None     # with stack="external"
     prometheus_job: str = "harness"
+    #: a harness.observe.remote_write.RemoteWriteConfig: push the live series every second
+    remote_write: Any = None
 
 
 class Run:
@@ -92,6 +95,8 @@ class Run:
         self._stop_requested = threading.Event()
         self._cut_short = threading.Event()  # an interruption: no settle, no waiting
         self.stack_urls: Dict[str, str] = {}
+        self._observation_labels: tuple = ()
+        self._remote_write: Optional[RemoteWriter] = None
 
     # -- what listeners read (RunHandle) ---------------------------------------------------
 
@@ -142,22 +147,27 @@ class Run:
             if self.scenario.executor.workers > 1 or self.scenario.executor.type == "processes":
                 if self.scenario.closed_loop:
                     raise TargetError("executor.workers: closed-loop users run in one process; use --workers 1")
+                if self.scenario.target_kind == "ws":  # its messages are counted apart from the requests
+                    raise TargetError("executor.workers: a ws:// target streams in one process; use --workers 1")
                 fleet = parts["fleet"] = ProcessFleet(self.scenario, warmup_calls=opts.warmup_calls)
                 fleet.start()
             else:
                 parts["target"] = build_scenario_target(self.scenario, registry=self.registry,
                                                         tracer_provider=opts.tracer_provider)
                 warm_up(parts["target"], self.scenario, opts.warmup_calls)
-            if opts.metrics_port is not None:
+            if opts.metrics_port is not None or opts.remote_write is not None:
                 self.registry.register(LiveCollector(lambda: self.recorder, self.state))
                 try:  # RSS and CPU, for the memory-growth alert (unless the registry has them)
                     ProcessCollector(registry=self.registry)
                 except ValueError:
                     pass
+            if opts.metrics_port is not None:
                 server = parts["server"] = serve_metrics(opts.metrics_port, opts.metrics_addr, self.registry)
                 self.metrics_url = server.url
             if opts.stack == "local":
                 parts["stack"], parts["webhook"] = self._start_stack(parts.get("server"))
+            if opts.remote_write is not None:  # pushes what /metrics serves, from its own threads
+                self._remote_write = parts["remote_write"] = RemoteWriter(opts.remote_write, self.registry).start()
             # From here on something is measured: a signal stops the run, never loses it.
             with signals.soft(lambda: self.stop("interrupted")):
                 try:
@@ -199,6 +209,7 @@ class Run:
             executor = self._executor = fleet
         else:
             assert target is not None
+            self._observation_labels = target.observation_labels
             t0 = time.perf_counter_ns() + 20_000_000  # a moment to start the threads before request 0
             self._recorder = Recorder(origin_ns=t0)
             executor = self._executor = make_executor(self.scenario, target, self._recorder,
@@ -245,6 +256,9 @@ class Run:
         assert recorder is not None
         finished_wall = datetime.now(timezone.utc)
         elapsed = (time.perf_counter_ns() - t0) / 1e9
+        remote_write = None
+        if self._remote_write is not None:  # the final flush: the series' last values, before the verdict
+            remote_write = self._remote_write.close(1.0 if self._cut_short.is_set() else None)
         stack_report = None
         if stack is not None:
             stack_report = self._stack_report(stack.client, webhook, recorder, t0_wall, "harness")
@@ -252,6 +266,8 @@ class Run:
             stack_report = self._stack_report(PrometheusClient(opts.prometheus_url), None, recorder, t0_wall,
                                               opts.prometheus_job)
         result = self._result(recorder, executor, resources, started_wall, finished_wall, elapsed, stack_report)
+        if remote_write is not None:
+            result["remote_write"] = remote_write
         opts.events.finished.fire(RunFinished(self, result))
         return result
 
@@ -316,7 +332,9 @@ class Run:
         )
         # a worker that died, or scheduled requests with no outcome: invalid, never passed
         scheduled = None if self.interrupted or self.aborted_by or sc.closed_loop else sc.profile.count()
-        health.reasons.extend(accounting_problems(executor.errors, scheduled, sum(recorder.counts().values())))
+        observed = set(self._observation_labels)  # a stream's messages are not scheduled requests
+        outcomes = sum(n for t in recorder.targets() if t not in observed for n in recorder.counts(t).values())
+        health.reasons.extend(accounting_problems(executor.errors, scheduled, outcomes))
         code = exit_code(results, invalid=not health.valid, interrupted=self.interrupted)
         if self.aborted_by and code == ExitCode.OK:
             code = ExitCode.THRESHOLDS_FAILED
@@ -334,8 +352,10 @@ class Run:
             "environment": _environment(),
             "metrics_url": self.metrics_url,
             "summary": recorder.summary(),
+            "error_details": recorder.error_details(),
             "timeseries": recorder.windows(),
             "resources": {"summary": res_summary, "samples": resources.samples},
+            "network": resources.network(),  # OS interface counters over the measured window
             "generator": {**health.to_dict(), "abandoned_calls": executor.abandoned,
                           "worker_processes": self.scenario.executor.workers,
                           "worker_errors": list(executor.errors),
@@ -360,8 +380,8 @@ def _close(parts: Dict[str, Any]) -> None:
     Ctrl-C must not leave Prometheus or a worker behind)."""
     first: Optional[BaseException] = None
     with held_signals():
-        for key, method in (("fleet", "close"), ("stack", "stop"), ("webhook", "close"), ("server", "close"),
-                            ("target", "close")):
+        for key, method in (("remote_write", "close"), ("fleet", "close"), ("stack", "stop"), ("webhook", "close"),
+                            ("server", "close"), ("target", "close")):
             part = parts.pop(key, None)
             try:
                 if part is not None:

@@ -1,13 +1,16 @@
-"""A thin, read-only wrapper over the official ``kubernetes`` client for the scale test.
+"""A thin wrapper over the official ``kubernetes`` client for the scale test.
 
-It reads three things and nothing else (the Role it needs: ``get`` on
-``horizontalpodautoscalers`` in group ``autoscaling``, ``get`` on ``deployments`` in group
-``apps``, ``list`` on ``pods``; ``watch`` is not used):
+It reads three things (the Role it needs: ``get`` on ``horizontalpodautoscalers`` in group
+``autoscaling``, ``get`` on ``deployments`` in group ``apps``, ``list`` on ``pods``;
+``watch`` is not used) and changes one (the replica sweep, ``--replicas``: ``patch`` on
+``deployments/scale`` in group ``apps``, for the one Deployment, by ``resourceNames``):
 
 * an ``autoscaling/v2`` HorizontalPodAutoscaler's status: desired and current replicas,
   each metric's current value next to its target (from ``spec.metrics``), conditions;
 * an ``apps/v1`` Deployment's status: spec replicas, replicas, ready, updated, available;
-* the Pods of a label selector (phase and readiness).
+* the Pods of a label selector (phase and readiness);
+* a Deployment's replica count, set through its ``scale`` subresource (a merge patch of
+  ``spec.replicas``: nothing else of the Deployment is touched or needs a permission).
 
 Objects are read through the client's typed API calls (so its own deserialisation checks
 the JSON) and turned back into plain API JSON with ``sanitize_for_serialization``, so the
@@ -45,6 +48,7 @@ _RBAC = {
     "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers", "get"),
     "Deployment": ("apps", "deployments", "get"),
     "Pod": ("", "pods", "list"),
+    "Scale": ("apps", "deployments/scale", "patch"),
 }
 
 
@@ -371,6 +375,14 @@ class Kube:
             generation=(obj.get("metadata") or {}).get("generation"),
         )
 
+    def set_replicas(self, name: str, replicas: int, namespace: Optional[str] = None) -> int:
+        """Set Deployment ``name``'s ``spec.replicas`` through its scale subresource (a merge
+        patch); returns the count the API server stored."""
+        ns = namespace or self.default_namespace
+        obj = self._call("Scale", ns, name, self._apps.patch_namespaced_deployment_scale, name, ns,
+                         {"spec": {"replicas": int(replicas)}}, _content_type="application/merge-patch+json")
+        return int((obj.get("spec") or {}).get("replicas") or 0)
+
     def list_pods(self, selector: Optional[str], namespace: Optional[str] = None) -> List[PodInfo]:
         ns = namespace or self.default_namespace
         kwargs = {"label_selector": selector} if selector else {}
@@ -392,11 +404,15 @@ def _api_error(exc: Any, kind: str, namespace: str, name: str, host: str) -> Exc
     gr = f"{resource}.{group}" if group else resource
     what = f"{kind} {name!r} in namespace {namespace!r}" if kind != "Pod" else \
         f"Pods (selector {name!r}) in namespace {namespace!r}"
+    if kind == "Scale":
+        what = f"the scale of Deployment {name!r} in namespace {namespace!r}"
     if status == 404:
         return KubeError(f"{what}: not found (API server {host})")
     if status in (401, 403):
         return KubeError(f"{what}: {'unauthorized' if status == 401 else 'forbidden'}: the scale test needs "
-                         f"'{verb}' on {gr} in namespace {namespace!r} (see docs/scale-test.md for the Role)")
+                         f"'{verb}' on {gr} in namespace {namespace!r}"
+                         + (f" for {name!r} (resourceNames)" if kind == "Scale" else "")
+                         + " (see docs/scale-test.md for the Role)")
     if status is not None and 400 <= int(status) < 500:
         return KubeError(f"{what}: HTTP {status} {getattr(exc, 'reason', '')}".rstrip())
     return KubeUnavailable(f"{what}: HTTP {status} {getattr(exc, 'reason', '')}".rstrip())

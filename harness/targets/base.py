@@ -52,6 +52,14 @@ class Target:
     #: The asyncio executor prefers it to ``dispatch`` (no task per request).
     astart: Optional[Callable[[int, Any], None]] = None
     acancel: Optional[Callable[[Any], None]] = None
+    #: cumulative ``{label: {counter: n}}`` the target counts itself (HTTP: ``status:<code>``,
+    #: ``bytes_sent``, ``bytes_received``); the run hands it to ``Recorder.add_counter_source``
+    counters: Optional[Callable[[], Mapping[str, Mapping[str, int]]]] = None
+    #: labels the target records observations under itself (a stream's messages), outside
+    #: the one-outcome-per-scheduled-request accounting; it gets the run's recorder first
+    #: through ``bind_recorder(recorder)``
+    observation_labels: Tuple[str, ...] = ()
+    bind_recorder: Optional[Callable[[Any], None]] = None
 
 
 @dataclass

@@ -16,23 +16,68 @@ A server may close an idle keep-alive connection just as a request goes out on i
 idle timeout racing the next request). An idempotent request that got no byte of answer on
 a reused connection is therefore sent once more on another connection, as Go's net/http
 and urllib3 do; anything else is reported.
+
+Failures are named in words a reader acts on (``DNS: cannot resolve host 'x'``,
+``connection refused``, ``TLS: certificate verify failed`` …), not exception class names
+(``gaierror``); :func:`describe_failure` makes the name and a longer sample. While
+``on_response`` runs, ``pool.answer_bytes`` holds the answer's bytes on the wire and
+``pool.answer_headers`` the headers asked for (``want_headers``); while ``on_error`` runs,
+``pool.error_detail`` holds the failure's sample text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno as _errno
 import socket
 import ssl as _ssl
 from collections import deque
-from typing import Any, Callable, Deque, List, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Set, Tuple
 
 import httptools
 
-__all__ = ["ConnectionPool", "SERVER_DISCONNECTED", "BAD_RESPONSE"]
+__all__ = ["ConnectionPool", "SERVER_DISCONNECTED", "BAD_RESPONSE", "describe_failure"]
 
-#: error names for the two failures that have no exception type of their own
-SERVER_DISCONNECTED = "ServerDisconnected"
-BAD_RESPONSE = "BadHttpResponse"
+#: error names for the two failures that have no exception of their own
+SERVER_DISCONNECTED = "server closed the connection"
+BAD_RESPONSE = "bad HTTP response"
+
+_ERRNO_WORDS = {
+    _errno.ECONNREFUSED: "connection refused",
+    _errno.ECONNRESET: "connection reset by peer",
+    _errno.ECONNABORTED: "connection aborted",
+    _errno.ENETUNREACH: "network unreachable",
+    _errno.EHOSTUNREACH: "host unreachable",
+    _errno.ETIMEDOUT: "connect timed out",
+    _errno.EPIPE: "connection closed while sending (broken pipe)",
+    _errno.EADDRNOTAVAIL: "cannot assign the local address (ports exhausted?)",
+    _errno.EMFILE: "too many open files",
+}
+
+
+def describe_failure(exc: Optional[BaseException], host: str, port: int) -> Tuple[str, str]:
+    """``(error type, sample)`` for a failed connection or exchange, in words: the type is
+    a bounded name (it becomes an error type in the result), the sample says more."""
+    where = f"{host}:{port}"
+    if exc is None:
+        return SERVER_DISCONNECTED, f"{where} closed the connection before answering"
+    if isinstance(exc, socket.gaierror):
+        return f"DNS: cannot resolve host {host!r}", f"DNS lookup of {host!r} failed: {exc.strerror or exc}"
+    if isinstance(exc, _ssl.SSLCertVerificationError):
+        why = exc.verify_message or exc.reason or str(exc)
+        return "TLS: certificate verify failed", f"TLS with {where}: certificate verify failed: {why}"
+    if isinstance(exc, _ssl.SSLError):
+        reason = (exc.reason or "handshake failed").replace("_", " ").lower()
+        return f"TLS: {reason}", f"TLS with {where}: {exc}"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) and not getattr(exc, "errno", None):
+        return "connect timed out", f"connecting to {where} timed out"
+    if isinstance(exc, OSError) and exc.errno in _ERRNO_WORDS:
+        words = _ERRNO_WORDS[exc.errno]
+        return words, f"{words}: {where} ({exc.strerror or exc})"
+    if isinstance(exc, OSError) and exc.errno:
+        words = (exc.strerror or type(exc).__name__).lower()
+        return f"connection failed: {words}", f"connection to {where} failed: {exc}"
+    return type(exc).__name__, f"{where}: {type(exc).__name__}: {exc}"
 
 OnResponse = Callable[[Any, int, bytes], None]
 OnError = Callable[[Any, str], None]
@@ -42,7 +87,7 @@ class _Connection(asyncio.Protocol):
     """One keep-alive connection; ``httptools`` calls the ``on_*`` methods while parsing."""
 
     __slots__ = ("pool", "transport", "parser", "call", "body", "head_only", "done_in_headers", "data",
-                 "retry", "served", "answered")
+                 "retry", "served", "answered", "rx", "headers", "_want")
 
     def __init__(self, pool: "ConnectionPool") -> None:
         self.pool = pool
@@ -56,6 +101,9 @@ class _Connection(asyncio.Protocol):
         self.retry = False      # may it be sent again (idempotent)?
         self.served = 0         # answers completed on this connection
         self.answered = False   # any byte of the current answer yet?
+        self.rx = 0             # bytes of the current answer on the wire
+        self.headers: Optional[Dict[str, str]] = None  # the headers asked for, of the current answer
+        self._want = pool.want_headers
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -73,6 +121,7 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
             return
         self.answered = True
+        self.rx += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -89,7 +138,7 @@ class _Connection(asyncio.Protocol):
             if self.retry and self.served and not self.answered and not self.pool._closed:
                 self.pool.send(call, self.data, self.head_only, False)  # the idle-close race: once more
                 return
-            self.pool.on_error(call, type(exc).__name__ if exc is not None else SERVER_DISCONNECTED)
+            self.pool._error(call, exc)
 
     # -- httptools callbacks --------------------------------------------------------
     def on_headers_complete(self) -> None:
@@ -109,7 +158,9 @@ class _Connection(asyncio.Protocol):
         self.data = data
         self.retry = retry
         self.answered = False
+        self.rx = 0
         call.handle = self
+        self.pool.bytes_sent += len(data)
         self.transport.write(data)
 
     def _complete(self, keep_alive: bool, fresh_parser: bool = False) -> None:
@@ -122,19 +173,40 @@ class _Connection(asyncio.Protocol):
             self.parser = httptools.HttpResponseParser(self)
         body = b"".join(self.body) if self.body else b""
         self.body.clear()
+        rx, headers = self.rx, self.headers
+        self.headers = None
+        pool = self.pool
+        pool.bytes_received += rx
         # free the connection first: the answer's callback may send the next request at once
         if keep_alive:
-            self.pool._release(self)
+            pool._release(self)
         else:
             self.transport.close()
-        self.pool.on_response(call, status, body)
+        pool.answer_bytes, pool.answer_headers = rx, headers
+        pool.on_response(call, status, body)
 
     def _fail(self, name: str) -> None:
         call, self.call = self.call, None
         self.body.clear()
         self.transport.abort()
         if call is not None:
+            self.pool.error_detail = f"{name} from {self.pool.host}:{self.pool.port}"
             self.pool.on_error(call, name)
+
+
+class _HeaderConnection(_Connection):
+    """A connection that also keeps some answer headers (gzip, redirects ask for them): a
+    separate class, because httptools calls ``on_header`` for every header of every answer
+    once the method exists, and the plain hot path should not pay for it."""
+
+    __slots__ = ()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        if key in self._want:
+            if self.headers is None:
+                self.headers = {}
+            self.headers[key] = value.decode("latin-1")
 
 
 class ConnectionPool:
@@ -149,7 +221,11 @@ class ConnectionPool:
         on_response: OnResponse,
         on_error: OnError,
         ssl: Optional[_ssl.SSLContext] = None,
+        want_headers: FrozenSet[str] = frozenset(),
+        server_hostname: Optional[str] = None,
     ) -> None:
+        """``want_headers``: lower-case names of answer headers to keep (``pool.answer_headers``);
+        ``server_hostname``: the TLS name to check (default ``host``)."""
         if limit < 1:
             raise ValueError(f"limit: must be >= 1, got {limit}")
         self.host, self.port, self.limit, self.ssl = host, port, limit, ssl
@@ -162,6 +238,15 @@ class ConnectionPool:
         self._closed = False
         self._connecting: Set["asyncio.Task[None]"] = set()  # referenced until done (the loop holds tasks weakly)
         self.connects = 0  # connections opened over the pool's life (reuse shows as few)
+        self.want_headers = frozenset(h.lower() for h in want_headers)
+        self._conn_class = _HeaderConnection if self.want_headers else _Connection
+        self.server_hostname = server_hostname or host
+        self.bytes_sent = 0      # request bytes written, over the pool's life
+        self.bytes_received = 0  # answer bytes read (complete answers)
+        #: valid while on_response / on_error run (see the module docstring)
+        self.answer_bytes = 0
+        self.answer_headers: Optional[Dict[str, str]] = None
+        self.error_detail = ""
 
     def send(self, call: Any, data: bytes, head_only: bool = False, retry: bool = False) -> None:
         """Write ``data`` (a whole request) on a free connection, opening one if allowed.
@@ -192,6 +277,7 @@ class ConnectionPool:
         while self._waiting:
             call = self._waiting.popleft()[0]
             if not call.finished:
+                self.error_detail = "the run ended before a connection was free"
                 self.on_error(call, SERVER_DISCONNECTED)
         await asyncio.sleep(0)  # let the transports' connection_lost run
 
@@ -205,12 +291,13 @@ class ConnectionPool:
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
         try:
+            cls = self._conn_class
             _t, conn = await loop.create_connection(
-                lambda: _Connection(self), self.host, self.port, ssl=self.ssl,
-                server_hostname=self.host if self.ssl is not None else None)
+                lambda: cls(self), self.host, self.port, ssl=self.ssl,
+                server_hostname=self.server_hostname if self.ssl is not None else None)
         except (OSError, _ssl.SSLError, asyncio.TimeoutError) as exc:
             self._opening -= 1
-            self._connect_failed(type(exc).__name__)
+            self._connect_failed(exc)
             return
         except asyncio.CancelledError:
             self._opening -= 1
@@ -223,15 +310,19 @@ class ConnectionPool:
             return
         self._release(conn)
 
-    def _connect_failed(self, name: str) -> None:
+    def _connect_failed(self, exc: BaseException) -> None:
         # the oldest live waiting call takes the failure (as a client with one connection
         # per request would report it); the others keep waiting for another try
         while self._waiting:
             call = self._waiting.popleft()[0]
             if not call.finished:
-                self.on_error(call, name)
+                self._error(call, exc)
                 break
         self._reopen_for_waiting()
+
+    def _error(self, call: Any, exc: Optional[BaseException]) -> None:
+        name, self.error_detail = describe_failure(exc, self.host, self.port)
+        self.on_error(call, name)
 
     def _reopen_for_waiting(self) -> None:
         live = sum(1 for w in self._waiting if not w[0].finished)

@@ -11,6 +11,7 @@ from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 from harness.targets.base import Target, TargetContext, TargetError
 from harness.targets.http import build_http_target
 from harness.targets.imports import import_object
+from harness.targets.websocket import build_ws_target
 from harness.targets.registry import load_payload, load_target_factory, target_names
 
 __all__ = ["build_target", "resolve_payload", "DEFAULT_MIX"]
@@ -140,7 +141,14 @@ def build_target(
             raise TargetError(f"{'faults' if faults else 'workload'}: an HTTP target is configured on its server "
                               "(e.g. LBH_FAULT_* for `workloads serve`), not in the scenario")
         return build_http_target(name, payload=resolve_payload(payload) if payload else None,
-                                 settings=http or {}, max_in_flight=max_in_flight)
+                                 settings=http or {}, max_in_flight=max_in_flight, tracer_provider=tracer_provider,
+                                 resolve_payload=resolve_payload)
+    if name.startswith(("ws://", "wss://")):
+        if faults or workload or payload:
+            field = "faults" if faults else "workload" if workload else "payload"
+            raise TargetError(f"{field}: a ws:// target subscribes with the settings in its URL "
+                              "(?symbols=AAPL&rate=50&hold=5s), not with " + field)
+        return build_ws_target(name, http=http)
     if ":" in name:
         if faults or workload:
             raise TargetError(f"{'faults' if faults else 'workload'}: only registered targets take it; "

@@ -72,6 +72,8 @@ def test_the_wheel_carries_rules_dashboards_and_scenarios(wheel: Path) -> None:
         for f in ("alerts/alert_rules.yml", "dashboards/json/load-run.json"):
             assert z.read(assets + f) == (ROOT / f).read_bytes(), f
     assert any(n.startswith("harness/config/scenarios/") and n.endswith(".yaml") for n in names)
+    assert "harness/config/suites/seeds-ci.yaml" in names  # `harness suite seeds-ci` by name
+    assert {"harness/result/assets/uplot/uPlot.iife.min.js", "harness/result/assets/uplot/LICENSE"} <= names
     eps = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(eps).decode()
     assert "[lbh.targets]" in text and "features = workloads.plugin.targets:features [workloads]" in text
@@ -111,6 +113,9 @@ def test_core_runs_a_module_from_the_current_folder(core_venv: Path, tmp_path: P
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["summary"]["targets"]["fn"]["count"] == 40
+    # the HTML report, with the chart library read from the installed package data
+    proc = _run([harness, "report", "r.json"], cwd=tmp_path)
+    assert proc.returncode == 0 and "uPlot" in (tmp_path / "r.html").read_text(), proc.stderr
     # path/to/file.py:function, with the file's own folder first on the path (sibling imports)
     (tmp_path / "load").mkdir()
     (tmp_path / "load" / "helper.py").write_text("VALUE = 3\n")

@@ -386,14 +386,20 @@ def test_keda_overlay_scaledobject_matches_the_hpa_it_replaces():
 # ----------------------------------------------------------------------- RBAC, Jobs
 
 
-def test_scale_test_role_may_only_read_hpas_deployments_and_pods():
+def test_scale_test_role_may_only_read_and_scale_its_one_deployment():
     objs = build("jobs/scale-test")
     role = find(objs, "Role", "lbh-scale-test")
-    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-               for v in rule["verbs"]}
+    reads = [rule for rule in role["rules"] if "resourceNames" not in rule]
+    granted = {(g, r, v) for rule in reads for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
     assert granted == {(g, r, v) for g, r in (("autoscaling", "horizontalpodautoscalers"), ("apps", "deployments"),
                                               ("", "pods")) for v in ("get", "list", "watch")}
-    assert all("resourceNames" not in rule and "nonResourceURLs" not in rule for rule in role["rules"])
+    # the replica sweep: patch on the scale subresource of the one Deployment it sweeps, nothing more
+    (scale,) = [rule for rule in role["rules"] if "resourceNames" in rule]
+    assert scale == {"apiGroups": ["apps"], "resources": ["deployments/scale"], "resourceNames": ["lbh-service"],
+                     "verbs": ["patch"]}
+    deployment = find(build("base"), "Deployment")
+    assert scale["resourceNames"] == [deployment["metadata"]["name"]]
+    assert all("nonResourceURLs" not in rule for rule in role["rules"])
     binding = find(objs, "RoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "lbh-scale-test"}
     sa = find(objs, "ServiceAccount")
@@ -709,3 +715,42 @@ def test_network_policy_checker_is_not_vacuous():
     assert _allows(pol, "Ingress", anyone, LBH_NS, 8000, "http")
     pol["spec"]["policyTypes"] = ["Egress"]
     assert _allows(pol, "Ingress", anyone, {"kubernetes.io/metadata.name": "x"}, 1)
+
+
+# ------------------------------------------------------------ remote write (load Job)
+
+
+def _run_segment_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lbh_run_segment", K8S / "jobs" / "load" / "run_segment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_load_job_remote_write_is_an_option_off_by_default():
+    from harness.cli.main import build_parser
+    from harness.cli.run import remote_write_from_args
+
+    objs, job, _cm = _load_job()
+    (c,) = pod_spec(job)["containers"]
+    env = env_of(c)
+    assert env["LBH_REMOTE_WRITE_URL"] == "", "off by default"
+    assert env["LBH_REMOTE_WRITE_HEADERS"] == {"secretKeyRef": {"name": "lbh-remote-write", "key": "headers",
+                                                                "optional": True}}
+    assert "--remote-write" not in c["args"]
+    flags = _run_segment_module().remote_write_flags
+    assert flags({"LBH_REMOTE_WRITE_URL": ""}) == [] and flags({}) == []
+    got = flags({"LBH_REMOTE_WRITE_URL": "http://prometheus-operated.monitoring:9090/api/v1/write",
+                 "LBH_REMOTE_WRITE_HEADERS": "Authorization: Bearer t\n\nX-Scope-OrgID: lbh\n"})
+    args = build_parser().parse_args(["run", "s.yaml", "--segment", "0/4", *c["args"], *got])
+    cfg = remote_write_from_args(args)
+    assert cfg.url.endswith(":9090/api/v1/write")
+    assert cfg.headers == {"Authorization": "Bearer t", "X-Scope-OrgID": "lbh"}
+    # the pods may reach Prometheus's remote-write port, and nothing else new
+    pol = find(objs, "NetworkPolicy", "lbh-load")
+    assert _allows(pol, "Egress", PROMETHEUS, MONITORING_NS, 9090)
+    assert not _allows(pol, "Egress", PROMETHEUS, MONITORING_NS, 9093)
+    assert not _allows(pol, "Egress", PROMETHEUS, LBH_NS, 9090)
+    assert not _allows(pol, "Egress", {"app.kubernetes.io/name": "grafana"}, MONITORING_NS, 9090)

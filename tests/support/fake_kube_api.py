@@ -7,7 +7,16 @@ rise past their targets, ``desiredReplicas`` goes up, new Pods start Pending and
 Ready a little later, the Deployment's ready/updated/available counts follow.  Unknown
 names answer 404 with a ``Status`` object, names in ``forbidden`` answer 403, and the
 ``unavailable`` time windows answer 500, like the real API server.  Every request is
-logged (method, path, query, headers).
+logged (method, path, query, headers, and a PATCH's body and Content-Type).
+
+The Deployment's **scale subresource** (``GET``/``PATCH
+/apis/apps/v1/namespaces/NS/deployments/NAME/scale``, an ``autoscaling/v1`` Scale; a merge,
+strategic-merge or JSON patch of ``spec.replicas``) overrides the schedule from the PATCH
+on, on a wall clock of its own: ``spec.replicas`` and the HPA's desired count become the
+patched count at once, new Pods turn Ready one every ``ready_delay_s`` (never more than
+``max_ready``: a quota, for timeouts), surplus Pods go away one every ``ready_delay_s``
+(``status.replicas`` counts them until then). :meth:`FakeKubeAPI.ready_now` is the
+number of Ready Pods, for a loopback target whose capacity follows it.
 """
 
 from __future__ import annotations
@@ -59,7 +68,8 @@ class FakeKubeAPI:
     def __init__(self, *, namespace: str = "lbh", hpa: str = "feature-service",
                  deployment: str = "feature-service", labels: Optional[Dict[str, str]] = None,
                  schedule: Sequence[Keyframe] = DEFAULT_SCHEDULE, min_replicas: int = 1, max_replicas: int = 5,
-                 forbidden: Sequence[str] = (), unavailable: Sequence[Tuple[float, float]] = ()) -> None:
+                 forbidden: Sequence[str] = (), unavailable: Sequence[Tuple[float, float]] = (),
+                 ready_delay_s: float = 0.2, max_ready: Optional[int] = None) -> None:
         self.namespace = namespace
         self.hpa_name = hpa
         self.deployment_name = deployment
@@ -69,6 +79,10 @@ class FakeKubeAPI:
         self.forbidden = set(forbidden)
         self.unavailable = list(unavailable)   # [t1, t2) windows answering 500 (an API server hiccup)
         self.requests: List[Dict[str, Any]] = []
+        self.ready_delay_s = ready_delay_s      # after a scale PATCH: one Pod turns Ready (or goes) per this
+        self.max_ready = max_ready              # Pods beyond this never turn Ready (a quota)
+        self._scale: Optional[Tuple[int, float, int]] = None   # (replicas, monotonic time of the PATCH, ready then)
+        self.patches: List[int] = []            # every replica count PATCHed, in order
         self._lock = threading.Lock()
         self._t0: Optional[float] = None
         self._created = datetime.now(timezone.utc) - timedelta(hours=2)
@@ -93,6 +107,9 @@ class FakeKubeAPI:
             disable_nagle_algorithm = True      # no delayed-ACK stalls on a keep-alive connection
 
             def do_GET(self) -> None:  # noqa: N802
+                api._handle(self)
+
+            def do_PATCH(self) -> None:  # noqa: N802
                 api._handle(self)
 
             def log_message(self, *args: Any) -> None:
@@ -136,7 +153,61 @@ class FakeKubeAPI:
         for k in self.schedule:
             if k.t <= t:
                 current = k
-        return current
+        with self._lock:
+            scale = self._scale
+        if scale is None:
+            return current
+        n, t_patch, ready0 = scale
+        steps = int((time.monotonic() - t_patch) / self.ready_delay_s) if self.ready_delay_s > 0 else 1 << 30
+        if n >= ready0:                      # scaling up: one more Pod Ready per delay
+            ready = min(n, ready0 + steps)
+            if self.max_ready is not None:
+                ready = min(ready, max(self.max_ready, ready0))
+        else:                                # scaling down: one surplus Pod gone per delay
+            ready = max(n, ready0 - steps)
+        return Keyframe(current.t, current.cpu_utilization, current.in_flight, n, ready)
+
+    def ready_now(self) -> int:
+        """Ready Pods now (for a target whose capacity follows the replicas)."""
+        return self.state().ready
+
+    def scale(self) -> Dict[str, Any]:
+        """The Deployment's ``autoscaling/v1`` Scale."""
+        k = self.state()
+        return {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": self.deployment_name, "namespace": self.namespace,
+                             "uid": "0b8f3f8e-58b0-4d3e-8a1e-2f0d1c7e9a42",
+                             "resourceVersion": str(2000 + len(self.patches)),
+                             "creationTimestamp": _ts(self._created)},
+                "spec": {"replicas": k.desired},
+                "status": {"replicas": max(k.desired, k.ready),
+                           "selector": ",".join(f"{a}={b}" for a, b in sorted(self.labels.items()))}}
+
+    def _patch_scale(self, content_type: str, body: bytes) -> Tuple[int, Dict[str, Any]]:
+        ctype = (content_type or "").split(";")[0].strip()
+        try:
+            doc = json.loads(body or b"null")
+        except ValueError:
+            return 400, self._status(400, "BadRequest", "the body of the request was in an unknown format", {})
+        replicas: Any = None
+        if ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            replicas = ((doc or {}).get("spec") or {}).get("replicas") if isinstance(doc, dict) else None
+        elif ctype == "application/json-patch+json" and isinstance(doc, list):
+            replicas = next((op.get("value") for op in doc if isinstance(op, dict)
+                             and op.get("op") in ("replace", "add") and op.get("path") == "/spec/replicas"), None)
+        else:
+            return 415, self._status(415, "UnsupportedMediaType", f"the body of the request was in an unknown "
+                                     f"format - accepted media types include: application/json-patch+json, "
+                                     f"application/merge-patch+json (got {ctype!r})", {})
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            return 422, self._status(422, "Invalid", f'Scale.autoscaling "{self.deployment_name}" is invalid: '
+                                     f"spec.replicas: Invalid value: {replicas!r}: must be greater than or equal "
+                                     "to 0", {"name": self.deployment_name, "group": "autoscaling", "kind": "Scale"})
+        ready_before = self.state().ready
+        with self._lock:
+            self._scale = (replicas, time.monotonic(), ready_before)
+            self.patches.append(replicas)
+        return 200, self.scale()
 
     def _scale_time(self, t: float) -> Optional[str]:
         last = None
@@ -216,7 +287,8 @@ class FakeKubeAPI:
     def deployment(self) -> Dict[str, Any]:
         t = self.elapsed()
         k = self.state(t)
-        generation = 1 + sum(1 for f in self.schedule if f.t <= t and f.desired != self.schedule[0].desired)
+        generation = 1 + sum(1 for f in self.schedule if f.t <= t and f.desired != self.schedule[0].desired) \
+            + len(self.patches)
         conditions = [
             {"type": "Available", "status": "True" if k.ready >= 1 else "False",
              "lastUpdateTime": _ts(self._created), "lastTransitionTime": _ts(self._created),
@@ -226,7 +298,7 @@ class FakeKubeAPI:
              "message": f'ReplicaSet "{self.deployment_name}-7d9c8b6f5d" has successfully progressed.'},
         ]
         status: Dict[str, Any] = {
-            "observedGeneration": generation, "replicas": k.desired, "updatedReplicas": k.desired,
+            "observedGeneration": generation, "replicas": max(k.desired, k.ready), "updatedReplicas": k.desired,
             "readyReplicas": k.ready, "availableReplicas": k.ready, "conditions": conditions,
         }
         if k.desired > k.ready:
@@ -270,7 +342,7 @@ class FakeKubeAPI:
         wanted = dict(p.split("=", 1) for p in (selector or "").split(",") if "=" in p)
         items = []
         if all(self.labels.get(key) == value for key, value in wanted.items()):
-            for i in range(k.desired):
+            for i in range(max(k.desired, k.ready)):
                 ready = i < k.ready
                 name = f"{self.deployment_name}-7d9c8b6f5d-{'abcdefgh'[i % 8]}{i:04x}"
                 items.append({
@@ -306,9 +378,26 @@ class FakeKubeAPI:
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
                 "reason": reason, "details": details, "code": code}
 
-    def _route(self, path: str, query: Dict[str, List[str]]) -> Tuple[int, Dict[str, Any]]:
+    def _route(self, path: str, query: Dict[str, List[str]], method: str = "GET", content_type: str = "",
+               body: bytes = b"") -> Tuple[int, Dict[str, Any]]:
         parts = path.strip("/").split("/")
         ns = self.namespace
+        if len(parts) == 8 and parts[:6] == ["apis", "apps", "v1", "namespaces", ns, "deployments"] \
+                and parts[7] == "scale":
+            name, verb = parts[6], "patch" if method == "PATCH" else "get"
+            if "deployments/scale" in self.forbidden or f"deployments/scale:{verb}" in self.forbidden:
+                return 403, self._status(403, "Forbidden",
+                                         f'deployments.apps "{name}" is forbidden: User '
+                                         f'"system:serviceaccount:{ns}:scale-test" cannot {verb} resource '
+                                         f'"deployments/scale" in API group "apps" in the namespace "{ns}"',
+                                         {"name": name, "group": "apps", "kind": "deployments"})
+            if name != self.deployment_name:
+                return 404, self._status(404, "NotFound", f'deployments.apps "{name}" not found',
+                                         {"name": name, "group": "apps", "kind": "deployments"})
+            return self._patch_scale(content_type, body) if method == "PATCH" else (200, self.scale())
+        if method != "GET":
+            return 405, self._status(405, "MethodNotAllowed", f"the server does not allow this method on the "
+                                     "requested resource", {})
         routes = {
             ("apis", "autoscaling", "v2", "namespaces", ns, "horizontalpodautoscalers"):
                 ("autoscaling", "horizontalpodautoscalers", self.hpa_name, self.hpa),
@@ -339,18 +428,20 @@ class FakeKubeAPI:
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         split = urlsplit(h.path)
         query = parse_qs(split.query)
+        body = h.rfile.read(int(h.headers.get("Content-Length") or 0)) if h.command == "PATCH" else b""
         with self._lock:
             self.requests.append({"method": h.command, "path": split.path, "query": query,
                                   "accept": h.headers.get("Accept"), "user_agent": h.headers.get("User-Agent"),
-                                  "authorization": h.headers.get("Authorization"), "t": self.elapsed()})
+                                  "authorization": h.headers.get("Authorization"), "t": self.elapsed(),
+                                  "content_type": h.headers.get("Content-Type"), "body": body.decode(errors="replace")})
         t = self.elapsed()
         if self._t0 is not None and any(a <= t < b for a, b in self.unavailable):
-            code, body = 500, self._status(500, "InternalError",
+            code, answer = 500, self._status(500, "InternalError",
                                            "Internal error occurred: etcdserver: request timed out",
                                            {"causes": [{"message": "etcdserver: request timed out"}]})
         else:
-            code, body = self._route(split.path, query)
-        data = json.dumps(body).encode()
+            code, answer = self._route(split.path, query, h.command, h.headers.get("Content-Type") or "", body)
+        data = json.dumps(answer).encode()
         h.send_response(code)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(data)))

@@ -11,8 +11,18 @@ class ListRecorder:
 
     def __init__(self) -> None:
         self.rows = []
+        self.details = []  # (target, error type, detail) of errors recorded with one
+        self.exemplars = {}
         self._lock = threading.Lock()
 
-    def record(self, target, outcome, intended, start, end, error_type=None, flags=0):
+    def record(self, target, outcome, intended, start, end, error_type=None, flags=0, detail=None):
         with self._lock:
             self.rows.append((target, outcome, intended, start, end, error_type, flags))
+            if detail is not None:
+                self.details.append((target, error_type, detail))
+
+    def wants_detail(self, target, error_type):
+        return True
+
+    def set_exemplar(self, target, trace_id, latency_s, unix_time):
+        self.exemplars[target] = (trace_id, latency_s, unix_time)

@@ -17,6 +17,7 @@ import logging
 import math
 import re
 import threading
+import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any, Optional
@@ -36,6 +37,7 @@ from ..agent import PolicyArchitecture, TradingAgent, build_observation
 from ..environment import TradingEnv
 from ..extractor import FeatureExtractor, InvalidInputError, build_extractor
 from ..faults import InjectedFault
+from ..model import MODEL_LOAD_BUDGET_SECONDS, model_load_gauges
 from ..risk import RiskEngine, RiskLimits
 from . import schemas as S
 from .config import ServiceConfig
@@ -50,6 +52,7 @@ from .overload import (
     http_metrics,
 )
 from .sessions import ClientSessionsFull, SessionBusy, SessionNotFound, SessionsFull, SessionStore
+from .streaming import mount_streaming
 
 __all__ = ["create_app", "ServiceApp", "ServiceState", "ServiceInputError", "WORK_ROUTES"]
 
@@ -119,6 +122,8 @@ class ServiceState:
         self.model_ready = False
         self.draining = False
         self.startup_error: Optional[str] = None
+        self.model_load_s: Optional[float] = None    # building the extractor's model at start
+        self.model_warmup_s: Optional[float] = None
         self.pool = WorkPool(config.max_concurrency)
         self.parser = BodyParser()
         self.sessions = SessionStore(
@@ -154,19 +159,27 @@ class ServiceState:
         not traffic). Runs in a thread at startup."""
         cfg = self.config
         traced = {"registry": self.registry, "tracer_provider": self.tracer_provider}
+        t0 = time.perf_counter()
         if self.extractor_factory is not None:
             extractor = self.extractor_factory()
         else:
             extractor = build_extractor(cfg.extractor, **traced)
+        t1 = time.perf_counter()
         risk = RiskEngine(n_scenarios=cfg.mc_scenarios, **traced)
         ext = extractor.config
         t = min(max(60, ext.min_timesteps), ext.max_timesteps)
         window = np.random.default_rng(0).standard_normal((1, t, ext.n_features)).astype(np.float32)
+        t2 = time.perf_counter()
         for _ in range(cfg.warmup_inferences):
             extractor.model.model.predict(window)
+        self.model_load_s, self.model_warmup_s = t1 - t0, time.perf_counter() - t2
+        gauges = model_load_gauges(self.registry)  # only now: no 0 s "load time" before the model loaded
+        gauges.load_seconds.set(self.model_load_s)
+        gauges.warmup_seconds.set(self.model_warmup_s)
         self.extractor, self.risk = extractor, risk
         self.model_ready = True
-        log.info("ready: model loaded and warmed up (%d inferences)", cfg.warmup_inferences)
+        log.info("ready: model loaded in %.3f s (budget %g s), warmed up (%d inferences) in %.3f s",
+                 self.model_load_s, MODEL_LOAD_BUDGET_SECONDS, cfg.warmup_inferences, self.model_warmup_s)
 
     async def sweep_sessions(self) -> None:
         interval = min(max(self.config.session_idle_timeout_seconds / 4, 0.05), 5.0)
@@ -561,6 +574,7 @@ def create_app(
     }
     app.router.route_class = _route_class(state)
     _install_error_handlers(app, state)
+    state.streams = mount_streaming(app, state, registry)  # /v1/stream (WebSocket), see streaming.py
 
     async def run(request: Request, fn: Callable[..., Any], *args: Any, on_not_started: Any = None) -> Any:
         """``fn(*args)`` on the work pool under a concurrency slot, taken only now that the
@@ -589,7 +603,13 @@ def create_app(
     @app.get("/readyz", response_model=S.ReadyResponse, tags=["probes"],
              responses={503: {"model": S.ReadyResponse}})
     async def readyz() -> Any:
-        """Ready: model loaded and warmed up, and not draining."""
+        """Ready: model loaded and warmed up, and not draining. The answer carries the model's
+        load time at start beside its budget (None until it loaded)."""
+        load = state.model_load_s
+        timing = {"model_load_s": None if load is None else round(load, 6),
+                  "model_warmup_s": None if state.model_warmup_s is None else round(state.model_warmup_s, 6),
+                  "model_load_budget_s": MODEL_LOAD_BUDGET_SECONDS,
+                  "model_load_within_budget": None if load is None else load < MODEL_LOAD_BUDGET_SECONDS}
         if state.draining:
             body = {"status": "draining", "detail": "SIGTERM received; finishing accepted requests"}
         elif state.startup_error is not None:
@@ -597,8 +617,8 @@ def create_app(
         elif not state.model_ready:
             body = {"status": "starting", "detail": "loading and warming up the model"}
         else:
-            return {"status": "ready", "detail": None}
-        return JSONResponse(body, status_code=503)
+            return {"status": "ready", "detail": None, **timing}
+        return JSONResponse({**body, **timing}, status_code=503)
 
     @app.get(
         "/metrics",

@@ -282,3 +282,8 @@ class HealthResponse(BaseModel):
 class ReadyResponse(BaseModel):
     status: Literal["ready", "starting", "draining", "failed"]
     detail: Optional[str] = None
+    model_load_s: Optional[float] = Field(None, description="seconds the model took to load at start (None "
+                                                            "until loaded)")
+    model_warmup_s: Optional[float] = Field(None, description="seconds the warm-up inferences took")
+    model_load_budget_s: Optional[float] = Field(None, description="the load time budget (the seeds: 5 s)")
+    model_load_within_budget: Optional[bool] = None

@@ -231,8 +231,7 @@ def test_k6_names_judge_the_same_figures_as_ours():
 
 @pytest.mark.parametrize("metric, word", [
     ("http_req_duration{status:200}", "HTTP status"),
-    ("http_reqs{method:GET}", "one method"),
-    ("http_req_failed{name:login}", "{target:<name>}"),
+    ("http_reqs{method:GET}", "{target:<label>}"),
 ])
 def test_k6_tags_without_data_are_refused_with_what_to_write(metric, word):
     with pytest.raises(ThresholdError) as err:
@@ -240,3 +239,30 @@ def test_k6_tags_without_data_are_refused_with_what_to_write(metric, word):
     (msg,) = err.value.problems
     assert msg.startswith(metric + ": tag ") and "not supported" in msg and word in msg
     assert "tags of " in msg and "target" in msg  # names what is supported
+
+
+def test_k6_name_tag_is_target_and_status_counts_answers_by_code():
+    from harness.record.recorder import Recorder
+
+    rec = Recorder()
+    for i in range(10):
+        rec.record("GET /a", "ok", i * 10**7, i * 10**7, i * 10**7 + 1_000_000)
+    rec.record("GET /b", "error", 0, 0, 1_000_000, error_type="HTTP 503")
+    rec.add_counter_source(lambda: {"GET /a": {"status:200": 10}, "GET /b": {"status:503": 1}})
+    ths = parse_thresholds({"http_req_failed{name:GET /a}": ["rate==0"],
+                            "http_reqs{status:200}": ["count==10"],
+                            "http_reqs{name:GET /b,status:503}": ["count==1"],
+                            "http_reqs{status:404}": ["count==0"]})
+    assert [th.tags for th in ths][0] == {"target": "GET /a"}
+    res = evaluate(ths, rec.threshold_source(1.0))
+    assert [r.observed for r in res] == [0.0, 10.0, 1.0, 0.0] and all(r.ok for r in res)
+
+
+@pytest.mark.parametrize("metric, word", [
+    ("http_reqs{status:ok}", "not an HTTP status code"),
+    ("http_reqs{status:200,outcome:ok}", "cannot be combined"),
+])
+def test_k6_status_tag_bad_values(metric, word):
+    with pytest.raises(ThresholdError) as err:
+        parse_thresholds({metric: ["count>0"]})
+    assert word in err.value.problems[0]

@@ -15,7 +15,10 @@ Environment: ``JOB_COMPLETION_INDEX`` (set by Kubernetes for an Indexed Job),
 ``LBH_SEGMENTS`` (N), ``LBH_RUN_ID`` (the Job's uid: one directory per run),
 ``LBH_RESULTS_DIR`` (default /results/load), ``LBH_SCENARIO`` (default
 /etc/lbh/load/scenario.yaml), ``LBH_WAIT_TIMEOUT`` (seconds for the barrier and for
-the other results after this pod's segment, default 900). Only the standard library.
+the other results after this pod's segment, default 900), ``LBH_REMOTE_WRITE_URL``
+(empty: off; else ``harness run --remote-write URL``: each pod pushes its live series
+there) with ``LBH_REMOTE_WRITE_HEADERS`` (``Name: value`` lines, each a
+``--remote-write-header``). Only the standard library.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Mapping, Optional
 
 #: harness run exit codes after which this segment's result file is complete.
 SEGMENT_DONE = (0, 98, 99)
@@ -41,6 +44,19 @@ def _wait_for(paths: List[Path], timeout: float, what: str) -> bool:
             print(f"run_segment: gave up waiting for {what}: missing {', '.join(missing)}", file=sys.stderr, flush=True)
             return False
         time.sleep(0.1)
+
+
+def remote_write_flags(env: Mapping[str, str]) -> List[str]:
+    """The ``harness run`` flags of ``LBH_REMOTE_WRITE_URL`` and ``LBH_REMOTE_WRITE_HEADERS``
+    (none when the URL is empty: remote write is off by default)."""
+    url = (env.get("LBH_REMOTE_WRITE_URL") or "").strip()
+    if not url:
+        return []
+    flags = ["--remote-write", url]
+    for line in (env.get("LBH_REMOTE_WRITE_HEADERS") or "").splitlines():
+        if line.strip():
+            flags += ["--remote-write-header", line.strip()]
+    return flags
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -64,8 +80,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     result = run_dir / f"result-{index}.json"
     partial = run_dir / f".result-{index}.json.partial"
     cmd = [*harness, "run", scenario, "--segment", f"{index}/{count}", "--out", str(partial), *extra]
-    print("run_segment: " + " ".join(cmd), flush=True)
-    rc = subprocess.call(cmd)
+    remote_write = remote_write_flags(os.environ)  # not logged: its headers may hold a token
+    print("run_segment: " + " ".join(cmd) + (" --remote-write ... (LBH_REMOTE_WRITE_*)" if remote_write else ""),
+          flush=True)
+    rc = subprocess.call(cmd + remote_write)
     if rc not in SEGMENT_DONE or not partial.exists():
         print(f"run_segment: harness run exited {rc} without a result", file=sys.stderr, flush=True)
         return rc or 1

@@ -262,9 +262,11 @@ def histogram_mean(h: HdrHistogram) -> float:
     counts = counts_view(h)
     nz = np.flatnonzero(counts)
     low, size = _index_values(h, nz.astype(np.int64))
-    med = low + (size >> 1)
-    total = sum(int(c) * int(m) for c, m in zip(counts[nz].tolist(), med.tolist()))
-    return total / h.total_count
+    med = (low + (size >> 1)).astype(np.float64)
+    # one float64 dot (relative error ~1e-12) instead of exact Python ints: a live scrape
+    # reads dozens of histograms, and the loop cost ~2 ms each on a 100k-request run
+    # (benchmarks/recorder_reads.py prints it beside hdrhistogram's own loop)
+    return float(np.dot(counts[nz].astype(np.float64), med)) / h.total_count
 
 
 def histogram_stats(h: HdrHistogram) -> dict[str, float | int | None]:

@@ -1,6 +1,7 @@
 """``harness report RESULT [--format html|junit|csv|csv-series|markdown] [-o FILE] [--baseline FILE]``:
 a result JSON as the self-contained HTML report (:mod:`harness.result.html`) or in a CI
-format (:mod:`harness.result.ci`), with the comparison when a baseline is given.
+format (:mod:`harness.result.ci`), with the comparison when a baseline is given (in HTML, the
+table and both runs overlaid, as ``harness compare --report`` draws them).
 
 ``-o -`` writes the text formats to stdout (``>> "$GITHUB_STEP_SUMMARY"``). Exit 0; 2 when a
 file is not a result."""
@@ -44,7 +45,8 @@ def handle(args: argparse.Namespace, *, stdout: Any = None, stderr: Any = None) 
     fmt = getattr(args, "format", "html") or "html"
     try:
         result = load_result(args.result)
-        comparison = compare(load_result(args.baseline), result) if args.baseline else None
+        baseline = load_result(args.baseline) if args.baseline else None
+        comparison = compare(baseline, result) if baseline is not None else None
     except ResultError as exc:
         print(f"harness: report: {exc}", file=stderr)
         return int(ExitCode.USAGE)
@@ -53,7 +55,7 @@ def handle(args: argparse.Namespace, *, stdout: Any = None, stderr: Any = None) 
             print("harness: report: --output -: the HTML report needs a file path", file=stderr)
             return int(ExitCode.USAGE)
         out = args.output or str(Path(args.result).with_suffix(".html"))
-        path = write_report(result, out, comparison=comparison)
+        path = write_report(result, out, comparison=comparison, baseline=baseline)
     elif args.output == "-":
         stdout.write(render(result, fmt, comparison))
         return int(ExitCode.OK)

@@ -303,7 +303,7 @@ def after_run(args: Any, result: Result, result_path: Path, *, baseline: Optiona
         code = gate_exit_code(code, comparison)
     if args.report is not None:
         out = args.report or str(Path(result_path).with_suffix(".html"))
-        path = write_report(result, out, comparison=comparison)
+        path = write_report(result, out, comparison=comparison, baseline=baseline)
         print(f"report: {path}", file=stdout)
     for attr, fmt in CI_OUTPUTS:
         target = getattr(args, attr, None)
@@ -328,16 +328,42 @@ def _gate_kwargs(args: Any) -> Dict[str, Any]:
 def _execute_repeats(scenario: Scenario, opts: RunOptions, args: Any, out: str) -> Result:
     """``--repeat N``: N runs one after another, each kept as ``<out>.repeat-K.json``, pooled
     for the gate (:func:`harness.result.compare.pool_results`); an interrupted or aborted
-    repeat ends the series.  One run without the flag."""
+    repeat ends the series.  One run without the flag.
+
+    A signal at any moment of repeat k>1 (its target or stack starting, its warm-up, between
+    two repeats) gives the pooled result of the repeats completed so far, marked
+    interrupted (exit 105), as one interrupted run gives its partial result: those repeats
+    were measured and must not be lost.  Before repeat 1 measured anything the signal
+    propagates as for a single run (nothing measured, nothing written)."""
     n = int(getattr(args, "repeat", 1))
     if n <= 1:
         return Run(scenario, opts).execute()
     parts = []
-    for k in range(1, n + 1):
-        part = Run(scenario, opts).execute()
-        parts.append(part)
-        kept = write_result(part, Path(out).with_suffix(f".repeat-{k}.json"))
-        print(f"harness: repeat {k}/{n}: {kept} (exit {part['verdict']['exit_code']})", file=sys.stderr)
-        if part.get("status") in ("interrupted", "aborted"):
-            break
+    try:
+        for k in range(1, n + 1):
+            part = Run(scenario, opts).execute()
+            parts.append(part)
+            kept = write_result(part, Path(out).with_suffix(f".repeat-{k}.json"))
+            print(f"harness: repeat {k}/{n}: {kept} (exit {part['verdict']['exit_code']})", file=sys.stderr)
+            if part.get("status") in ("interrupted", "aborted"):
+                break
+    except Interrupted as exc:
+        if not parts:
+            raise
+        print(f"harness: interrupted ({signal_name(exc.signum)}) while repeat {len(parts) + 1}/{n} was starting: "
+              f"pooling the {len(parts)} completed", file=sys.stderr)
+        return _interrupted_pool(pool_results(parts), planned=n)
     return pool_results(parts)
+
+
+def _interrupted_pool(pooled: Result, *, planned: int) -> Result:
+    """The pooled result of the repeats completed before a signal, marked as an interrupted
+    run is (``status``, exit code 105, not passed), with the number of repeats planned."""
+    pooled["status"] = "interrupted"
+    verdict = dict(pooled.get("verdict") or {})
+    verdict.update(passed=False, exit_code=int(ExitCode.INTERRUPTED))
+    pooled["verdict"] = verdict
+    if "repeats" in pooled:
+        pooled["repeats"]["planned"] = planned
+        pooled["repeats"]["interrupted"] = True
+    return pooled

@@ -141,6 +141,12 @@ class Call:
         self.trace: Optional[str] = None
         self.extra: Any = None
 
+    @property
+    def stopping(self) -> bool:
+        """Whether the run was told to stop (a signal, a failure): a target whose work outlives
+        its calls (a stream) ends that work now instead of at its natural end."""
+        return self._ex._stopping
+
     def done(self, error: Optional[str] = None, flags: int = 0, detail: Any = None) -> None:
         if not self.finished:
             self.finished = True

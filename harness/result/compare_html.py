@@ -15,8 +15,9 @@ Budget lines come from the thresholds (the new run's, the newest run's in a tren
 the one-run report; the project's 100/200 ms when a result states none.
 
 Both pages are one offline file: the charting library (:mod:`harness.result.charts`) is
-embedded, nothing is fetched. :func:`comparison_table_html` is also the comparison section
-of the one-run report (``run --baseline --report``, ``report --baseline``).
+embedded, nothing is fetched. :func:`comparison_table_html` and :func:`overlay_charts_html`
+are also the comparison section of the one-run report (``run --baseline --report``,
+``report --baseline``), so both show the same table and the same overlaid charts.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "latency_budgets",
     "failure_budgets",
     "spectrum_points",
+    "overlay_charts_html",
     "compare_report_html",
     "write_compare_report",
     "trend_report_html",
@@ -305,17 +307,16 @@ def _page(title: str, body: Sequence[str]) -> str:
             + "\n".join(body) + "</body></html>\n")
 
 
-def compare_report_html(base: Mapping[str, Any], new: Mapping[str, Any], comparison: Mapping[str, Any], *,
-                        title: Optional[str] = None) -> str:
-    """The whole compare page as one HTML string (no external resources)."""
-    title = title or f"compare {base.get('run_id')} → {new.get('run_id')}"
-    gate = comparison.get("gate") or {}
-    passed = bool(gate.get("passed", True))
-    body = [f"<h1>{_esc(title)}</h1>",
-            f'<div class="muted">baseline (blue, solid): {_ident(base)}<br>new (red, dashed): {_ident(new)}</div>',
-            f'<div class="verdict {"pass" if passed else "fail"}" id="gate">gate: '
-            f'{"PASSED" if passed else "FAILED"} (exit {_esc(gate.get("exit_code", 0))})</div>',
-            '<h2 id="comparison">Verdict per metric</h2>' + comparison_table_html(comparison)]
+def overlay_charts_html(base: Mapping[str, Any], new: Mapping[str, Any], *,
+                        chart_ids: Sequence[str] = COMPARE_CHART_IDS, heading_id: str = "charts") -> str:
+    """Both runs overlaid (baseline blue and solid, new red and dashed): the HDR spectrum,
+    p50/p95/p99 per window and throughput per window, with the notes that go with them.
+    The compare page and the one-run report with a baseline share it; ``chart_ids`` (the
+    spectrum's, the percentiles', the throughput's) keep the one-run report's own charts
+    apart from these."""
+    if len(chart_ids) != 3:
+        raise ValueError(f"chart_ids: need 3 ids (spectrum, percentiles, throughput), got {len(chart_ids)}")
+    spectrum_id, percentiles_id, throughput_id = chart_ids
     ids = ("baseline", "new")
     budgets = latency_budgets(new)
     spec = []
@@ -331,23 +332,38 @@ def compare_report_html(base: Mapping[str, Any], new: Mapping[str, Any], compari
     rate_series = [charts.Series(f"{ids[k]} completed/s", vals["rate"][k], dashed=k == 1, color=_SHADES[k][1])
                    for k in (0, 1)]
     partial_from, dropped = _overlay_partial(xs, vals, (_partial_from(base), _partial_from(new)))
-    body.append('<h2 id="charts">Both runs overlaid (baseline blue and solid, new red and dashed)</h2>'
-                '<div class="grid">')
-    body.append(charts.spectrum_chart("compare-spectrum", "HDR percentile spectrum: latency and service time",
-                                      spec, budgets=budgets))
-    body.append(charts.time_chart("compare-percentiles", "Latency p50 / p95 / p99 per window (from intended start)",
-                                  xs, pct_series, y_unit="ms", budgets=budgets, partial_from=partial_from,
-                                  x_label="time since each run's start (s)"))
-    body.append(charts.time_chart("compare-throughput", "Throughput per window (completed requests/s)", xs,
-                                  rate_series, y_unit="req/s", partial_from=partial_from,
-                                  x_label="time since each run's start (s)"))
-    body.append("</div>")
+    body = [f'<h2 id="{_esc(heading_id)}">Both runs overlaid (baseline blue and solid, new red and dashed)</h2>'
+            '<div class="grid">',
+            charts.spectrum_chart(spectrum_id, "HDR percentile spectrum: latency and service time",
+                                  spec, budgets=budgets),
+            charts.time_chart(percentiles_id, "Latency p50 / p95 / p99 per window (from intended start)",
+                              xs, pct_series, y_unit="ms", budgets=budgets, partial_from=partial_from,
+                              x_label="time since each run's start (s)"),
+            charts.time_chart(throughput_id, "Throughput per window (completed requests/s)", xs,
+                              rate_series, y_unit="req/s", partial_from=partial_from,
+                              x_label="time since each run's start (s)"),
+            "</div>"]
     for k in dropped:
         body.append(f'<p class="muted">The {ids[k]}\'s last window was partial (the run ended inside it) and ends '
                     "before the other run's: it is left out of the over-time charts rather than drawn as a drop.</p>")
     body.append('<p class="muted">Latency is measured from each request\'s intended start (open loop); per-window '
                 "percentiles are ≤ 0.8 % coarse, the table's figures are exact HDR values (3 significant digits). "
                 "Time runs from each run's own start, so the two runs line up second by second.</p>")
+    return "\n".join(body)
+
+
+def compare_report_html(base: Mapping[str, Any], new: Mapping[str, Any], comparison: Mapping[str, Any], *,
+                        title: Optional[str] = None) -> str:
+    """The whole compare page as one HTML string (no external resources)."""
+    title = title or f"compare {base.get('run_id')} → {new.get('run_id')}"
+    gate = comparison.get("gate") or {}
+    passed = bool(gate.get("passed", True))
+    body = [f"<h1>{_esc(title)}</h1>",
+            f'<div class="muted">baseline (blue, solid): {_ident(base)}<br>new (red, dashed): {_ident(new)}</div>',
+            f'<div class="verdict {"pass" if passed else "fail"}" id="gate">gate: '
+            f'{"PASSED" if passed else "FAILED"} (exit {_esc(gate.get("exit_code", 0))})</div>',
+            '<h2 id="comparison">Verdict per metric</h2>' + comparison_table_html(comparison)]
+    body.append(overlay_charts_html(base, new))
     return _page(title, body)
 
 

@@ -14,7 +14,9 @@ summary; over time (hover for values, drag to zoom, double-click to reset): late
 percentiles with the budgets, intended vs achieved rate, error / timeout / dropped rates,
 requests in flight, cache-hit and fallback rates, CPU and RSS, each with the abort or
 interrupt marked and the last partial window drawn as partial; the HDR percentile spectrum;
-the alerts the real rules fired; the scenario as run.
+the alerts the real rules fired; with a baseline, the comparison table and both runs overlaid
+(the charts of ``harness compare --report``, :mod:`harness.result.compare_html`); the
+scenario as run.
 
 ``harness report result.json`` (:mod:`harness.cli.report`) renders it again from a JSON
 result.
@@ -38,6 +40,7 @@ from harness.record.recorder import Recorder, value_at_percentile, window_latenc
 from harness.result.charts import (Budget, Marker, Series, SpectrumSeries, chart_assets, number_or_none,
                                    spectrum_chart,
                                    time_chart)
+from harness.result.compare_html import comparison_table_html as _comparison_table, overlay_charts_html
 
 __all__ = [
     "render_html",
@@ -48,6 +51,7 @@ __all__ = [
     "target_rows",
     "in_flight_series",
     "CHART_IDS",
+    "BASELINE_CHART_IDS",
     "BUDGET_LINES_MS",
 ]
 
@@ -62,6 +66,10 @@ CHART_IDS: Tuple[str, ...] = (
     "rss-over-time",
     "latency-spectrum",
 )
+
+#: the ``data-chart`` ids of the baseline overlay (a report with a baseline): the HDR spectrum,
+#: p50/p95/p99 per window and throughput, both runs on one chart each (``compare --report``'s)
+BASELINE_CHART_IDS: Tuple[str, ...] = ("baseline-spectrum", "baseline-percentiles", "baseline-throughput")
 
 #: budgets drawn when the result carries no latency thresholds (the project's defaults)
 BUDGET_LINES_MS: Tuple[Tuple[float, str], ...] = ((100.0, "p95 budget 100 ms"), (200.0, "p99 budget 200 ms"))
@@ -525,9 +533,12 @@ def _targets_section(result: Mapping[str, Any]) -> str:
 
 
 def render_html(result: Mapping[str, Any], *, title: Optional[str] = None,
-                comparison: Optional[Mapping[str, Any]] = None) -> str:
+                comparison: Optional[Mapping[str, Any]] = None,
+                baseline: Optional[Mapping[str, Any]] = None) -> str:
     """The whole report as one HTML string (no external resources).  ``comparison``: a
-    :func:`harness.result.compare.compare` result to include as a section."""
+    :func:`harness.result.compare.compare` result to include as a section; ``baseline``:
+    the result it compared with, drawn overlaid on this run as ``harness compare --report``
+    draws them (charts :data:`BASELINE_CHART_IDS`)."""
     sc = result.get("scenario") or {}
     v = result.get("verdict") or {}
     g = result.get("generator") or {}
@@ -628,6 +639,9 @@ def render_html(result: Mapping[str, Any], *, title: Optional[str] = None,
 
     if comparison is not None:
         body.append('<h2 id="comparison">Comparison with the baseline</h2>' + comparison_table_html(comparison))
+    if baseline is not None:
+        body.append(overlay_charts_html(baseline, result, chart_ids=BASELINE_CHART_IDS,
+                                        heading_id="baseline-overlay"))
 
     # scenario as run
     try:
@@ -651,8 +665,7 @@ def render_html(result: Mapping[str, Any], *, title: Optional[str] = None,
 
 def comparison_table_html(comparison: Mapping[str, Any]) -> str:
     """The comparison section: the compare page's table, with intervals (:mod:`harness.result.compare_html`)."""
-    from harness.result.compare_html import comparison_table_html as table
-    return table(comparison)
+    return _comparison_table(comparison)
 
 
 def _fmt_val(v: Any) -> str:

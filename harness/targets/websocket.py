@@ -28,6 +28,14 @@ connection closes early are ``error`` (``WS <close code>``), and those not there
 ``timeout`` after their intended time are ``timeout``. So every expected message of every
 acknowledged subscription ends as exactly one outcome: ``subscriptions × count``.
 
+A stop (Ctrl-C/SIGTERM, or the executor ending the run on a failure) cuts every open
+stream at once instead of letting it run to ``hold`` + ``timeout``. At the cut, a message
+already *due* (intended at or before the cut) that has not arrived is counted as an early
+end is (``error``, ``cancelled``; :attr:`StreamStats.cut_short`); a message not yet
+due is given no outcome at all (it was never meant to have happened yet; counted only in
+:attr:`StreamStats.not_due`). So an interrupted run has no phantom losses, and its
+outcomes are ``subscriptions × count − not_due``.
+
 The message observations are outside the one-outcome-per-scheduled-request accounting:
 the target lists their labels in ``Target.observation_labels`` and gets the run's
 recorder through ``Target.bind_recorder``. Streams outlive the schedule by at most their
@@ -115,6 +123,7 @@ class StreamStats:
     cut_short: int = 0      # messages lost to a connection that ended early
     timed_out: int = 0      # messages not there ``timeout`` after their intended time
     server_dropped: int = 0  # what the servers' ``end`` messages reported
+    not_due: int = 0        # messages not yet due when a stop cut the stream (no outcome)
 
 
 Record = Callable[..., None]
@@ -189,6 +198,18 @@ class StreamAccount:
     def failed(self, error: str, now_perf_ns: int) -> None:
         """The connection ended early: the rest are errors named ``error``."""
         self.stats.cut_short += self._rest("error", now_perf_ns, error)
+
+    def cut(self, cut_ns: int, now_perf_ns: int) -> None:
+        """A stop cut the stream at ``cut_ns``: messages due by then are early ends
+        (``cancelled``), those not yet due get no outcome (see the module docstring)."""
+        due = self.next
+        while due < self.count and self.intended(due) <= cut_ns:
+            due += 1
+        count, self.count = self.count, due
+        self.stats.cut_short += self._rest("error", now_perf_ns, "cancelled")
+        self.stats.not_due += count - due
+        self.count = count
+        self.next = count
 
     def expired(self, now_perf_ns: int) -> None:
         """Nothing came by the deadline: the rest are timeouts."""
@@ -319,7 +340,7 @@ def build_ws_target(url: str, *, http: Optional[Mapping[str, Any]] = None) -> Ta
         if not s.verify:
             tls.check_hostname = False
             tls.verify_mode = ssl.CERT_NONE
-    state: Dict[str, Any] = {"recorder": None}
+    state: Dict[str, Any] = {"recorder": None, "call": None, "cut_ns": None}
     streams: Set["asyncio.Task[None]"] = set()
     timeout_ns = int(s.timeout_s * 1e9)
 
@@ -364,6 +385,8 @@ def build_ws_target(url: str, *, http: Optional[Mapping[str, Any]] = None) -> Ta
         clock = time.perf_counter_ns
         try:
             while not acc.complete:
+                if state["cut_ns"] is not None:  # a cancel that wait_for swallowed (a message came with it)
+                    raise asyncio.CancelledError
                 wait = (acc.deadline_ns() - clock()) / 1e9
                 try:
                     raw = await asyncio.wait_for(ws.recv(), max(wait, 0.0))
@@ -379,18 +402,24 @@ def build_ws_target(url: str, *, http: Optional[Mapping[str, Any]] = None) -> Ta
                 elif msg.kind == "error":
                     acc.failed(f"WS {4000 + msg.status}" if msg.status else "WS error", recv_perf)
         except asyncio.CancelledError:
+            if state["cut_ns"] is not None:  # the run stopped: due messages lost, the rest never were
+                acc.cut(state["cut_ns"], clock())
+                _abort(ws)
+                raise
             acc.failed("cancelled", clock())
             raise
         except Exception as exc:
             acc.failed(_close_name(exc), clock())
         finally:
-            await _close(ws)
+            if state["cut_ns"] is None:
+                await _close(ws)
 
     def astart(k: int, call: Any) -> None:
         task = asyncio.get_running_loop().create_task(stream(k, call))
         streams.add(task)
         task.add_done_callback(streams.discard)
         call.handle = task
+        state["call"] = call  # whose ``stopping`` aclose watches
 
     def acancel(call: Any) -> None:
         handle = call.handle
@@ -398,9 +427,18 @@ def build_ws_target(url: str, *, http: Optional[Mapping[str, Any]] = None) -> Ta
             handle.cancel()
 
     async def aclose() -> None:
-        """Every stream ends by its last message's deadline; wait for them."""
+        """Every stream ends by its last message's deadline; wait for them, unless the run
+        is stopped (now or while waiting): then cut them all at once."""
         while streams:
-            await asyncio.gather(*list(streams), return_exceptions=True)
+            call = state["call"]
+            if call is not None and call.stopping:
+                if state["cut_ns"] is None:
+                    state["cut_ns"] = time.perf_counter_ns()
+                for task in list(streams):
+                    task.cancel()
+                await asyncio.gather(*list(streams), return_exceptions=True)
+                continue
+            await asyncio.wait(list(streams), timeout=0.05)
 
     async def subscribe_once(k: int) -> None:
         raise TargetError("a ws:// target runs on the open-loop asyncio executor (no closed-loop users)")

@@ -16,6 +16,7 @@ import pytest
 from harness.cli.main import main
 from harness.exitcodes import ExitCode
 from harness.result.compare_html import COMPARE_CHART_IDS, TREND_CHART_IDS
+from harness.result.html import BASELINE_CHART_IDS
 from harness.result.summary import run_duration
 from tests.support.chromium import artifacts_dir, png_size, render
 
@@ -70,6 +71,8 @@ def test_run_with_baseline_report_has_the_comparison_table(runs):
     page = (runs["dir"] / "c.html").read_text()
     section = page.split('id="comparison"', 1)[1]
     assert "90% interval" in section and 'data-metric="latency p95"' in section
+    for cid in BASELINE_CHART_IDS:                   # and A and C overlaid, as `compare --report` draws them
+        assert f'data-chart="{cid}"' in page, cid
 
 
 def test_trend_report_of_three_real_runs(runs, tmp_path, capsys):

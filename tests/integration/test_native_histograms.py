@@ -8,98 +8,35 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List
 
-import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
-from harness.lifecycle import spawn
 from harness.record.native import from_counts
 from instrumentation import serve_metrics
 from tests.support import REPO_ROOT
-from tests.support.ci import require_binary
+from tests.support.prometheus import PrometheusProcess, free_port
 
 ENV = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 JOB = "native-test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Prometheus:
+def Prometheus(folder: Path, target: str) -> PrometheusProcess:
     """The real Prometheus with native histograms on, scraping ``target`` every second."""
-
-    def __init__(self, folder: Path, target: str) -> None:
-        self.binary = require_binary("prometheus", "prometheus")
-        self.folder = folder
-        (folder / "prometheus.yml").write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            f"scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{target}']\n")
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(folder / "prometheus.log", "ab")
-        self.proc: Any = None
-
-    def __enter__(self) -> "Prometheus":
-        self.proc = spawn([self.binary, f"--config.file={self.folder / 'prometheus.yml'}",
-                           f"--storage.tsdb.path={self.folder / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                           "--enable-feature=native-histograms,exemplar-storage"],
-                          stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            assert self.proc.poll() is None, (self.folder / "prometheus.log").read_text()[-2000:]
-            time.sleep(0.1)
-        raise AssertionError("Prometheus did not become ready")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
-
-    def query(self, expr: str) -> List[Dict[str, Any]]:
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=10) as r:
-            body = json.load(r)
-        assert body["status"] == "success", body
-        return body["data"]["result"]
-
-    def wait_for(self, expr: str, timeout_s: float = 15.0) -> List[Dict[str, Any]]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            res = self.query(expr)
-            if res:
-                return res
-            time.sleep(0.2)
-        raise AssertionError(f"no result for {expr}")
+    return PrometheusProcess(
+        folder,
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        f"scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{target}']\n",
+        ["--enable-feature=native-histograms,exemplar-storage"])
 
 
 def test_run_at_150ms_native_quantiles_within_2_5_percent_of_hdr(tmp_path):
     """``harness run --stack external``: the run's own cross-check asks Prometheus after
     the last scrape (the /metrics server is still up), native and classic side by side."""
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "result.json"
     with Prometheus(tmp_path, f"127.0.0.1:{port}") as prom:
         proc = subprocess.run(

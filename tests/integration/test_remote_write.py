@@ -7,15 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List
 
 import pytest
 
@@ -24,7 +19,7 @@ from harness.lifecycle import spawn
 from harness.observe.remote_write import RemoteWriteConfig
 from harness.run.runner import Run, RunOptions
 from tests.support import REPO_ROOT
-from tests.support.ci import require_binary
+from tests.support.prometheus import PrometheusProcess
 from tests.support.remote_write_receiver import FakeReceiver
 
 ENV = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -32,61 +27,11 @@ JOB = "rw-test"
 DURATION_S, RATE = 12, 20
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Prometheus:
-    """The real Prometheus on a free loopback port, its own storage, restartable."""
-
-    def __init__(self, folder: Path) -> None:
-        self.binary = require_binary("prometheus", "prometheus")
-        self.folder = folder
-        (folder / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: Any = None
-        self.log = open(folder / "prometheus.log", "ab")
-
-    def start(self) -> "Prometheus":
-        self.proc = spawn([self.binary, f"--config.file={self.folder / 'prometheus.yml'}",
-                           f"--storage.tsdb.path={self.folder / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                           "--web.enable-remote-write-receiver", "--enable-feature=native-histograms"],
-                          stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            assert self.proc.poll() is None, (self.folder / "prometheus.log").read_text()[-2000:]
-            time.sleep(0.1)
-        raise AssertionError("Prometheus did not become ready")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def query(self, expr: str) -> List[Dict[str, Any]]:
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=10) as r:
-            body = json.load(r)
-        assert body["status"] == "success", body
-        return body["data"]["result"]
-
-    def value(self, expr: str) -> float:
-        res = self.query(expr)
-        assert len(res) == 1, (expr, res)
-        return float(res[0]["value"][1])
+def Prometheus(folder: Path) -> PrometheusProcess:
+    """The real Prometheus as a remote-write receiver with native histograms on (it scrapes
+    nothing), restartable on the same storage."""
+    return PrometheusProcess(folder, "global:\n  scrape_interval: 15s\n",
+                             ["--web.enable-remote-write-receiver", "--enable-feature=native-histograms"])
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +62,7 @@ def restarted_run(tmp_path_factory):
         yield {"prom": prom, "rc": run.returncode, "stdout": stdout, "stderr": stderr, "result": result,
                "stopped_at": stopped_at, "restarted_at": restarted_at}
     finally:
-        prom.stop()
-        prom.log.close()
+        prom.close()
 
 
 def test_run_is_unaffected_by_the_restart(restarted_run):

@@ -20,7 +20,8 @@ import pytest
 
 from harness.cli.report import handle as cmd_report
 from harness.config.scenario import load_scenario
-from harness.result.html import CHART_IDS, error_rows, in_flight_series, render_html, target_rows, write_report
+from harness.result.compare import compare
+from harness.result.html import BASELINE_CHART_IDS, CHART_IDS, error_rows, in_flight_series, render_html, target_rows, write_report
 from harness.result.schema import load_result, write_result
 from harness.run.runner import Run, RunOptions
 from tests.support.chromium import artifacts_dir, png_size, render
@@ -256,6 +257,8 @@ def test_harness_report_renders_again_from_json(result, tmp_path, capsys):
     assert cmd_report(args) == 0
     page = (tmp_path / "r.html").read_text()
     assert 'data-chart="latency-spectrum"' in page and 'id="comparison"' in page
+    for cid in BASELINE_CHART_IDS:                   # --baseline: the overlay charts of `compare --report` too
+        assert f'data-chart="{cid}"' in page, cid
     assert load_result(src)["run_id"] == result["run_id"]
     (tmp_path / "bad.json").write_text("{}")
     bad = type("A", (), {"result": str(tmp_path / "bad.json"), "output": None, "baseline": None})()
@@ -346,6 +349,32 @@ def test_failing_run_report_in_headless_chromium(failing):
     page, v = _check_in_chromium(failing, "test_failing_run_report_in_headless_chromium")
     assert "RuntimeError" in v["error_cells"]
     assert 'id="target-table"' in page.dom and "aborted by: error_rate" in page.dom
+
+
+def test_report_with_a_baseline_draws_the_overlay_in_headless_chromium(result):
+    """``run --baseline --report`` / ``report --baseline``: the run's own charts and the
+    baseline overlay (spectrum, p50/p95/p99, throughput: both runs on each) are all drawn,
+    offline, with no console error."""
+    base = copy.deepcopy(result)
+    base["run_id"] = "the-baseline"
+    out = artifacts_dir("test_report_with_a_baseline_in_headless_chromium")
+    print(f"report artifacts: {out}")
+    path = write_report(result, out / "report.html", comparison=compare(base, result), baseline=base)
+    with_data = sorted(_specs(path.read_text()))
+    assert set(BASELINE_CHART_IDS) <= set(with_data) and set(CHART_IDS) <= set(with_data)
+    page = render(path, screenshot=out / "report.png", evaluate={
+        **_PROBE,
+        "series": "Object.fromEntries([...document.querySelectorAll('.lbh-chart[data-rendered]')]"
+                  ".map(e => [e.dataset.chart, Number(e.dataset.series || 0)]))",
+        "overlay_heading": "!!document.getElementById('baseline-overlay')",
+    })
+    assert not page.problems(), page.problems()
+    v = page.values
+    assert sorted(v["rendered"]) == with_data, v["rendered"]
+    assert v["canvases"] >= len(with_data) and v["legends"] == len(with_data)
+    # both runs on every overlay chart: latency + service time of each, p50/p95/p99 of each, rate of each
+    assert {cid: v["series"][cid] for cid in BASELINE_CHART_IDS} == dict(zip(BASELINE_CHART_IDS, (4, 6, 2)))
+    assert v["overlay_heading"] is True and v["images"] == 0
 
 
 def test_chromium_check_sees_network_requests_and_console_errors(tmp_path):

@@ -14,8 +14,9 @@ from harness.cli.main import main
 from harness.exitcodes import ExitCode
 from harness.result.compare import compare
 from harness.result.compare_html import (COMPARE_CHART_IDS, TREND_CHART_IDS, comparison_table_html,
-                                         compare_report_html, spectrum_points, trend_report_html)
-from harness.result.html import render_html
+                                         compare_report_html, overlay_charts_html, spectrum_points,
+                                         trend_report_html)
+from harness.result.html import BASELINE_CHART_IDS, CHART_IDS, render_html
 from harness.result.schema import write_result
 from harness.result.trend import build_trend
 from tests.support.synthetic_results import result
@@ -61,6 +62,32 @@ def test_one_run_report_comparison_section_is_the_same_table(pair):
     page = render_html(new, comparison=c)
     section = page.split('id="comparison"', 1)[1]
     assert "90% interval" in section and 'data-metric="latency p95"' in section
+
+
+def test_one_run_report_with_a_baseline_overlays_both_runs_as_the_compare_page(pair):
+    base, new, c = pair
+    page = render_html(new, comparison=c, baseline=base)
+    charts_on_page = re.findall(r'data-chart="([^"]+)"', page)
+    assert len(charts_on_page) == len(set(charts_on_page))              # no id drawn twice
+    assert set(BASELINE_CHART_IDS) <= set(charts_on_page) and set(CHART_IDS) <= set(charts_on_page)
+    assert not set(BASELINE_CHART_IDS) & set(CHART_IDS) and not set(BASELINE_CHART_IDS) & set(COMPARE_CHART_IDS)
+    assert page.index('id="comparison"') < page.index('id="baseline-overlay"')
+    # the same charts as `harness compare A B --report`, data and all, under the report's own ids
+    cmp_page = compare_report_html(base, new, c)
+    for mine, theirs in zip(BASELINE_CHART_IDS, COMPARE_CHART_IDS):
+        assert _spec(page, mine) == _spec(cmp_page, theirs), mine
+    names = [s["name"] for s in _spec(page, "baseline-spectrum")["series"]]
+    assert names == ["baseline latency", "new latency", "baseline service time", "new service time"]
+    # without a baseline (or with only the comparison) the report draws no overlay
+    for alone in (render_html(new), render_html(new, comparison=c)):
+        assert not any(f'data-chart="{cid}"' in alone for cid in BASELINE_CHART_IDS)
+        assert 'id="baseline-overlay"' not in alone
+
+
+def test_overlay_needs_three_chart_ids(pair):
+    base, new, _c = pair
+    with pytest.raises(ValueError, match="chart_ids: need 3 ids"):
+        overlay_charts_html(base, new, chart_ids=("a-b", "c-d"))
 
 
 def test_compare_page_overlays_both_runs(pair):

@@ -153,3 +153,14 @@ def test_closed_loop_users_and_worker_processes_are_refused_with_the_field():
     with pytest.raises(TargetError, match="^executor.workers: a ws:// target"):
         Run(workers, RunOptions(metrics_port=None, progress="off", install_signal_handlers=False),
             registry=CollectorRegistry()).execute()
+
+
+def test_a_stop_cut_counts_due_messages_as_early_ends_and_not_yet_due_ones_not_at_all():
+    acc, rec, stats = account(count=10)  # intended at 1.0 s, 1.1 s … 1.9 s
+    acc.tick(0, sent_ns=0, recv_wall_ns=0, recv_perf_ns=1_000_000_000)
+    acc.cut(cut_ns=1_350_000_000, now_perf_ns=1_360_000_000)  # seq 1-3 were due, 4-9 not yet
+    assert rec.outcomes() == ["ok", "error", "error", "error"] and acc.complete
+    assert all(r[5] == "cancelled" for r in rec.rows[1:])
+    assert (stats.cut_short, stats.not_due, stats.dropped, stats.timed_out) == (3, 6, 0, 0)
+    acc.tick(4, sent_ns=0, recv_wall_ns=0, recv_perf_ns=1_400_000_000)  # after the cut: nothing new counts as ok
+    assert rec.outcomes().count("ok") == 1

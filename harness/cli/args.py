@@ -13,7 +13,7 @@ import yaml
 from harness.config import library
 from harness.config.scenario import Scenario, ScenarioError
 
-__all__ = ["HelpFormatter", "plain_text", "parse_kv", "add_set_argument", "scenario_overrides", "threshold_overrides",
+__all__ = ["write_outputs", "HelpFormatter", "plain_text", "parse_kv", "add_set_argument", "scenario_overrides", "threshold_overrides",
            "load_scenario"]
 
 
@@ -102,3 +102,21 @@ def load_scenario(name_or_path: Optional[str], overrides: Mapping[str, Any], *, 
     except ScenarioError as exc:
         print(f"harness: {exc}", file=stderr or sys.stderr)
         return None
+
+
+def write_outputs(command: str, outputs: Sequence[Tuple[str, Any, Any]], stdout: Any, stderr: Any,
+                  announce: Sequence[str] = ("--json", "--report")) -> bool:
+    """Write each ``(flag, path, write)`` whose path was given; print ``name: path`` for the
+    flags in ``announce``. A path that cannot be written is named with its flag on stderr and
+    the rest are not attempted: False (the command exits 1)."""
+    for flag, path, write in outputs:
+        if not path:
+            continue
+        try:
+            written = write(path)
+        except OSError as exc:
+            print(f"harness: {command}: {flag}: cannot write {path}: {exc.strerror or exc}", file=stderr)
+            return False
+        if flag in announce:
+            print(f"{flag.lstrip('-')}: {written}", file=stdout)
+    return True

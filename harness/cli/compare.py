@@ -13,6 +13,7 @@ import argparse
 import sys
 from typing import Any
 
+from harness.cli.args import write_outputs
 from harness.exitcodes import ExitCode
 from harness.result.compare import (CONFIDENCE, FAIL_ABOVE, FLOORS, MIN_WINDOWS, RESAMPLES, UNCHANGED_BELOW,
                                     compare, format_comparison)
@@ -96,16 +97,8 @@ def handle(args: argparse.Namespace, *, stdout: Any = None, stderr: Any = None) 
         return int(ExitCode.USAGE)
     c = compare(base, new, **opts)
     print(format_comparison(c, all_rows=args.all_rows), file=stdout)
-    for flag, path, write in (("--json", args.json_out, lambda p: write_result(c, p)),
-                              ("--report", getattr(args, "report", None),
-                               lambda p: write_compare_report(base, new, c, p))):
-        if not path:
-            continue
-        try:
-            written = write(path)
-        except OSError as exc:
-            print(f"harness: compare: {flag}: cannot write {path}: {exc.strerror or exc}", file=stderr)
-            return int(ExitCode.ERROR)
-        if flag == "--report":
-            print(f"report: {written}", file=stdout)
+    if not write_outputs("compare", (("--json", args.json_out, lambda p: write_result(c, p)),
+                                      ("--report", args.report, lambda p: write_compare_report(base, new, c, p))),
+                         stdout, stderr, announce=("--report",)):
+        return int(ExitCode.ERROR)
     return int(c["gate"]["exit_code"])

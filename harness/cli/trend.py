@@ -12,6 +12,7 @@ import argparse
 import sys
 from typing import Any
 
+from harness.cli.args import write_outputs
 from harness.exitcodes import ExitCode
 from harness.result.compare_html import write_trend_report
 from harness.result.schema import write_result
@@ -46,14 +47,8 @@ def handle(args: argparse.Namespace, *, stdout: Any = None, stderr: Any = None) 
         print(f"harness: trend: {exc}", file=stderr)
         return int(ExitCode.USAGE)
     print(format_trend(trend), file=stdout)
-    for flag, path, write in (("--json", args.json_out, lambda p: write_result(trend.to_dict(), p)),
-                              ("--report", args.report, lambda p: write_trend_report(trend, p))):
-        if not path:
-            continue
-        try:
-            written = write(path)
-        except OSError as exc:
-            print(f"harness: trend: {flag}: cannot write {path}: {exc.strerror or exc}", file=stderr)
-            return int(ExitCode.ERROR)
-        print(f"{flag.lstrip('-')}: {written}", file=stdout)
+    if not write_outputs("trend", (("--json", args.json_out, lambda p: write_result(trend.to_dict(), p)),
+                                    ("--report", args.report, lambda p: write_trend_report(trend, p))),
+                         stdout, stderr):
+        return int(ExitCode.ERROR)
     return int(ExitCode.OK)

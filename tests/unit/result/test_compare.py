@@ -254,7 +254,7 @@ def test_pool_results_concatenates_windows(base):
 
 
 def _args(**kw):
-    d = dict(json_out=None, all_rows=False, min_samples=100, min_windows=5, fail_above=0.10, unchanged_below=0.01,
+    d = dict(json_out=None, report=None, all_rows=False, min_samples=100, min_windows=5, fail_above=0.10, unchanged_below=0.01,
              confidence=0.9, resamples=400, floor_ms=0.5, floor_pp=0.1, floor_rps=1.0)
     d.update(kw)
     return type("A", (), d)()

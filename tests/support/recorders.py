@@ -21,6 +21,11 @@ class ListRecorder:
             if detail is not None:
                 self.details.append((target, error_type, detail))
 
+    def record_dropped(self, target, intended_ns, end_ns):
+        """The bulk form the executors use for a backlog (one row each, as :meth:`record`)."""
+        with self._lock:
+            self.rows.extend((target, "dropped", int(t), None, end_ns, None, 0) for t in intended_ns)
+
     def wants_detail(self, target, error_type):
         return True
 

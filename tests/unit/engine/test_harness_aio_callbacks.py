@@ -75,6 +75,44 @@ def test_slots_bound_concurrency_and_late_requests_are_dropped():
     assert outcomes.count("ok") == target.started and len(rows) == 100
     assert outcomes.count("dropped") > 40
     assert all(r[3] is None for r in rows if r[1] == "dropped")
+    assert not _ex.errors
+
+
+@pytest.mark.parametrize("mode", ["callbacks", "tasks"])
+def test_a_scheduler_far_behind_drops_its_backlog_in_bulk_and_counts_every_request(mode):
+    # the first call blocks the event loop 150 ms: the scheduler itself is then behind by
+    # more than drop_after (20 ms), so the overdue requests are dropped in one bulk record
+    # (Recorder.record_dropped), not one by one; every scheduled request still has an outcome
+    target = FakeTarget(service_s=0.001)
+    blocked = []
+
+    def astart(k: int, call: Call) -> None:
+        if not blocked:
+            blocked.append(k)
+            time.sleep(0.15)
+        target.astart(k, call)
+
+    async def acall():
+        if not blocked:
+            blocked.append(0)
+            time.sleep(0.15)
+        await asyncio.sleep(0.001)
+
+    rec = ListRecorder()
+    if mode == "callbacks":
+        ex = AsyncExecutor(profiles.constant(200.0, 0.5).arrivals(), lambda k: ("x", None, ()), rec,
+                           max_in_flight=16, timeout_s=1.0, drop_after_s=0.02, astart=astart,
+                           acancel=target.acancel, label="cb")
+    else:
+        ex = AsyncExecutor(profiles.constant(200.0, 0.5).arrivals(), lambda k: ("cb", acall, ()), rec,
+                           max_in_flight=16, timeout_s=1.0, drop_after_s=0.02, label="cb")
+    ex.run()
+    outcomes = [r[1] for r in rec.rows]
+    assert not ex.errors
+    assert len(rec.rows) == 100
+    # at 200/s a 150 ms stall leaves ~30 requests overdue, all but the last ~4 beyond 20 ms
+    assert outcomes.count("dropped") >= 15
+    assert all(r[3] is None and r[4] >= r[2] for r in rec.rows if r[1] == "dropped")
 
 
 def test_a_call_past_its_deadline_is_cancelled_and_recorded_at_the_deadline():

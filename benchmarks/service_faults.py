@@ -28,8 +28,8 @@ answering; (10) a few ConnectionResets when the listener closed, /readyz drainin
 Client and service share this machine's CPUs (the header line gives their count and the
 load average); latencies include the client's own scheduling.
 
-    .venv/bin/python benchmarks/service_faults.py                 # about 2 minutes
-    .venv/bin/python benchmarks/service_faults.py --quick         # a smoke run (~1 minute)
+    .venv/bin/python benchmarks/service_faults.py                 # under a minute
+    .venv/bin/python benchmarks/service_faults.py --quick         # a smoke run (~30 s)
     .venv/bin/python benchmarks/service_faults.py --only flood,drain --flood 3000
 """
 
@@ -559,16 +559,18 @@ def drain(delay: float, n_streams: int = 4) -> None:
     post = [o for s, e, o in stream if e >= sigterm and s - sigterm < exited]
     completed = [o for o in post if o[0].isdigit()]
     failed = [o for o in post if not o[0].isdigit()]
+    cut = [o for o in failed if o.startswith("cut")]
+    unusual = [o for o in failed if not (o == "refused" or o.startswith(("cut", "timeout")))]
     print(f"4 drain: --drain-delay {delay:g}, {n_streams} keep-alive feature streams + a /readyz probe every 20 ms "
           f"({before_ok} x 200 before SIGTERM): /readyz answered 503 draining for {ms(first_refused - first_503)} "
           f"before the listener closed (polls from +{ms(first_503)} to +{ms(last_503)} after SIGTERM, "
           f"{len(draining)} of them{', other: ' + tally(other.elements()) if other else ''}), refused from "
           f"+{ms(first_refused)}; service exited {code} at +{exited:.2f} s", flush=True)
     print(f"  keep-alive requests: before SIGTERM {tally(pre)}; finishing after it (sent before exit): "
-          f"{len(completed)} completed ({tally(completed)}), {sum(1 for o in failed if o.startswith('cut'))} cut "
+          f"{len(completed)} completed ({tally(completed)}), {len(cut)} cut "
           f"(reset), {failed.count('refused')} refused (new connection), "
           f"{sum(1 for o in failed if o.startswith('timeout'))} timed out"
-          f"{'; ' + tally(failed) if failed else ''}", flush=True)
+          f"{', other: ' + tally(unusual) if unusual else ''}{'; cut: ' + tally(cut) if cut else ''}", flush=True)
     print(f"  new connections after the listener closed: {alive_refused} probes refused (ECONNREFUSED) while the "
           f"process was still draining, after exit {tally(after_exit)}", flush=True)
 

@@ -17,8 +17,10 @@ The scenario says what to start::
 
 ``{port}`` is a free loopback port picked at start, ``{python}`` this interpreter. Without
 ``ready`` the service is ready when the port accepts connections.  The process gets its own
-process group, dies with the harness (:func:`harness.lifecycle.spawn`), and is stopped with SIGTERM (then SIGKILL after 10 s); its output goes to a
-log file whose tail is quoted when it fails to start.
+process group, dies with the harness (:func:`harness.lifecycle.spawn`), and is stopped
+with SIGTERM (then SIGKILL after 10 s).  Its output goes to an anonymous temporary file
+(unlinked from the start, so nothing is left behind even on kill -9); when the service fails
+to start, the tail is quoted and the whole log is kept in a named file the error gives.
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ class ManagedService:
         self.command: List[str] = [self.fill(str(a)) for a in self.spec["command"]]
         self.ready_url: Optional[str] = self.fill(self.spec["ready"]) if self.spec.get("ready") else None
         self.proc: Optional[subprocess.Popen] = None
-        self._log = tempfile.NamedTemporaryFile(prefix="lbh-service-", suffix=".log", delete=False)
-        self.log_path = self._log.name
+        # anonymous: no path to clean up; the child writes through the inherited descriptor
+        self._log = tempfile.TemporaryFile(prefix="lbh-service-", suffix=".log")
+        #: where the whole log was kept when the service failed (None otherwise)
+        self.log_path: Optional[str] = None
 
     def fill(self, text: str) -> str:
         """``{port}`` and ``{python}`` substituted."""
@@ -102,16 +106,25 @@ class ManagedService:
             return False
 
     def _fail(self, why: str) -> None:
+        text = self.log_text()
         self.stop()
-        raise ServiceError(f"service {' '.join(self.command)!r} {why}; its log ({self.log_path}) ends:\n"
-                           + self.log_tail())
+        fd, self.log_path = tempfile.mkstemp(prefix="lbh-service-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        tail = "".join(text.splitlines(keepends=True)[-15:])
+        raise ServiceError(f"service {' '.join(self.command)!r} {why}; its log (kept at {self.log_path}) ends:\n"
+                           + tail)
+
+    def log_text(self) -> str:
+        """What the service wrote so far (read with pread: the child shares the file offset)."""
+        try:
+            fd = self._log.fileno()
+            return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", errors="replace")
+        except (OSError, ValueError):  # closed
+            return ""
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
-                return "".join(fh.readlines()[-lines:])
-        except OSError:
-            return ""
+        return "".join(self.log_text().splitlines(keepends=True)[-lines:])
 
     def cpu_seconds(self) -> Optional[float]:
         """User + system CPU seconds the service process (and its threads) used so far."""

@@ -7,24 +7,19 @@ completed (exit 105); a health URL that never answers is exit 1 with everything 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import psutil
 import pytest
 import yaml
 
-from tests.support import REPO_ROOT
 from tests.support.ci import require_binary
-
-ENV = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+from tests.support.processes import HarnessProcess, all_gone
 
 FAST = {"name": "fast", "target": "tests.support.targets_for_tests:noop", "duration": "30s",
         "profile": {"type": "constant", "rate": 50}, "thresholds": {"latency": ["p(95)<100ms"]},
@@ -34,111 +29,44 @@ WEB = {"name": "web", "command": ["{python}", "-m", "http.server", "--bind", "12
        "ready": "http://127.0.0.1:{port}/", "start_timeout": "30s"}
 
 
-class Suite:
-    """``python -m harness.cli.main suite ARGS`` in ``tmp_path`` with its own TMPDIR; stderr
-    read line by line, and every descendant seen while it runs collected (the services,
-    worker and stack processes are short-lived: they must all be gone at the end)."""
+class Suite(HarnessProcess):
+    """``harness suite ARGS`` in ``tmp_path``, every descendant seen while it runs collected
+    (the services, worker and stack processes are short-lived: they must all be gone at the end)."""
 
-    started: List["Suite"] = []
+    finish_timeout = 120.0
 
     def __init__(self, tmp_path: Path, *args: str) -> None:
-        Suite.started.append(self)
-        self.tmp = tmp_path / "tmp"
-        self.tmp.mkdir(exist_ok=True)
-        # a generous lag bound: other work on a shared CI machine must not make a run invalid (98)
-        argv = [sys.executable, "-m", "harness.cli.main", "suite", *args, "--lag-bound-ms", "500"]
-        self.proc = subprocess.Popen(argv, cwd=tmp_path,
-                                     env={**ENV, "TMPDIR": str(self.tmp)}, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        self.lines: List[str] = []
-        self.out_lines: List[str] = []
         self.seen: Dict[int, psutil.Process] = {}
         self.cmdlines: Dict[int, str] = {}
-        self._cv = threading.Condition()
-        for stream, into in ((self.proc.stderr, self.lines), (self.proc.stdout, self.out_lines)):
-            threading.Thread(target=self._read, args=(stream, into), daemon=True).start()
+        # a generous lag bound: other work on a shared CI machine must not make a run invalid (98)
+        super().__init__(tmp_path, ["suite", *args, "--lag-bound-ms", "500"])
         threading.Thread(target=self._watch, daemon=True).start()
-
-    def _read(self, stream, into) -> None:
-        for line in stream:
-            with self._cv:
-                into.append(line)
-                self._cv.notify_all()
 
     def _watch(self) -> None:
         while self.proc.poll() is None:
             for p in self.descendants():
-                if p.pid not in self.seen:
-                    self.seen[p.pid] = p
-                    try:
-                        self.cmdlines[p.pid] = " ".join(p.cmdline())
-                    except psutil.Error:
-                        pass
+                self.seen.setdefault(p.pid, p)
+                # read again each time: a child first seen while its start-up wrapper was
+                # still exec'ing the real program shows the wrapper's command line
+                try:
+                    cmdline = " ".join(p.cmdline())
+                except psutil.Error:
+                    continue
+                if cmdline:
+                    self.cmdlines[p.pid] = cmdline
             time.sleep(0.05)
-
-    def descendants(self) -> List[psutil.Process]:
-        try:
-            return psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            return []
-
-    def wait_line(self, pattern: str, timeout: float = 90.0, after: int = 0) -> int:
-        """The index of the first stderr line from ``after`` on matching ``pattern``."""
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                for i, line in enumerate(self.lines[after:], after):
-                    if re.search(pattern, line):
-                        return i
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    pytest.fail(f"no line matching {pattern!r} (rc {self.proc.poll()}):\n{self.text()}")
-                self._cv.wait(0.1)
-
-    def finish(self, timeout: float = 120.0) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"the suite did not exit within {timeout} s:\n{self.text()}")
-
-    def kill(self) -> None:
-        for p in self.descendants():
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def text(self) -> str:
-        time.sleep(0.1)
-        return "".join(self.lines) + "".join(self.out_lines)
 
     def assert_clean(self, timeout: float = 15.0) -> None:
         """No process the suite started is left, and no stack folder."""
-        deadline = time.monotonic() + timeout
-        while True:
-            alive = []
-            for p in self.seen.values():
-                try:
-                    if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                        alive.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
-                except psutil.Error:
-                    pass
-            if not alive or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+        alive = all_gone(self.seen.values(), timeout)
         assert alive == [], f"processes alive after the suite exited: {alive}\n{self.text()}"
-        assert list(self.tmp.glob("lbh-stack-*")) == [], self.text()
+        assert self.stack_folders() == [], self.text()
 
 
 @pytest.fixture(autouse=True)
 def _nothing_left_behind():
     yield
-    while Suite.started:
-        Suite.started.pop().kill()
+    HarnessProcess.kill_started()
 
 
 def _suite(tmp_path: Path, **data) -> Path:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -20,10 +18,8 @@ from typing import List, Optional
 import psutil
 import pytest
 
-from tests.support import REPO_ROOT
 from tests.support.ci import require_binary
-
-ENV = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+from tests.support.processes import ENV, HarnessProcess, all_gone
 
 
 @pytest.fixture
@@ -36,55 +32,16 @@ def stack_binaries():
 def _nothing_left_behind():
     """A failing test still kills what it started."""
     yield
-    while Harness.started:
-        Harness.started.pop().kill()
+    HarnessProcess.kill_started()
 
 
-class Harness:
-    """``python -m harness.cli.main ARGS`` with its own TMPDIR (its stack folder is then the
-    only one there), stderr read line by line in a thread."""
-
-    started: List["Harness"] = []
+class Harness(HarnessProcess):
+    """``harness ARGS`` in ``tmp_path``, with the result file a run writes there."""
 
     def __init__(self, tmp_path: Path, *args: str, ignore_sigint: bool = False) -> None:
-        Harness.started.append(self)
-        self.tmp = tmp_path / "tmp"
-        self.tmp.mkdir(exist_ok=True)
         self.out = tmp_path / "result.json"
         preexec = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
-        self.proc = subprocess.Popen([sys.executable, "-m", "harness.cli.main", *args], cwd=tmp_path,
-                                     env={**ENV, "TMPDIR": str(self.tmp)}, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
-        self.lines: List[str] = []
-        self.out_lines: List[str] = []
-        self._cv = threading.Condition()
-        for stream, into in ((self.proc.stderr, self.lines), (self.proc.stdout, self.out_lines)):
-            threading.Thread(target=self._read, args=(stream, into), daemon=True).start()
-
-    def _read(self, stream, into) -> None:
-        for line in stream:
-            with self._cv:
-                into.append(line)
-                self._cv.notify_all()
-
-    def wait_line(self, pattern: str, timeout: float = 90.0, stdout: bool = False) -> str:
-        deadline = time.monotonic() + timeout
-        lines = self.out_lines if stdout else self.lines
-        with self._cv:
-            while True:
-                for line in lines:
-                    if re.search(pattern, line):
-                        return line
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    pytest.fail(f"no line matching {pattern!r} (rc {self.proc.poll()}):\n{self.text()}")
-                self._cv.wait(0.1)
-
-    def descendants(self) -> List[psutil.Process]:
-        try:
-            return psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
+        super().__init__(tmp_path, args, preexec_fn=preexec)
 
     def wait_child(self, word: str, timeout: float = 90.0) -> None:
         """Until a descendant whose command line holds ``word`` exists."""
@@ -102,51 +59,8 @@ class Harness:
         self.kill()
         pytest.fail(f"no child running {word!r} (rc {self.proc.poll()}):\n{self.text()}")
 
-    def finish(self, timeout: float = 60.0) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"the harness did not exit within {timeout} s after the signal:\n{self.text()}")
-
-    def kill(self) -> None:
-        if not hasattr(self, "proc"):
-            return
-        for p in self.descendants():
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def text(self) -> str:
-        time.sleep(0.1)
-        return "".join(self.lines) + "".join(self.out_lines)
-
     def result(self) -> Optional[dict]:
         return json.loads(self.out.read_text()) if self.out.exists() else None
-
-    def stack_folders(self) -> List[Path]:
-        return list(self.tmp.glob("lbh-stack-*"))
-
-
-def _all_gone(procs: List[psutil.Process], timeout: float) -> List[str]:
-    """The processes of ``procs`` still alive after ``timeout`` s (checked by pid and start
-    time, so a reused pid does not count)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = []
-        for p in procs:
-            try:
-                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
-            except psutil.Error:
-                pass
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.1)
 
 
 def _run_args(out: Path, *extra: str) -> List[str]:
@@ -156,7 +70,7 @@ def _run_args(out: Path, *extra: str) -> List[str]:
 
 def _assert_clean(h: Harness, children: List[psutil.Process], timeout: float = 15.0) -> None:
     assert children, "no child process was collected before the signal"
-    left = _all_gone(children, timeout)
+    left = all_gone(children, timeout)
     assert left == [], f"children alive after the harness exited: {left}\n{h.text()}"
     deadline = time.monotonic() + timeout
     while h.stack_folders() and time.monotonic() < deadline:
@@ -171,8 +85,7 @@ SIGNALS = [signal.SIGTERM, signal.SIGINT]
 def test_signal_while_the_stack_starts(tmp_path, stack_binaries, sig):
     h = Harness(tmp_path, *_run_args(tmp_path / "result.json", "--stack", "local", "--duration", "3s"))
     h.wait_child("alertmanager")
-    children = h.descendants()
-    h.proc.send_signal(sig)
+    children = h.interrupt(sig)
     rc = h.finish()
     assert rc == 105, h.text()
     assert "Traceback" not in h.text()
@@ -185,8 +98,7 @@ def test_signal_during_the_run(tmp_path, stack_binaries, sig):
     h = Harness(tmp_path, *_run_args(tmp_path / "result.json", "--stack", "local", "--duration", "30s"))
     h.wait_line(r"harness: run \S+:")  # the banner: request 0 is about to start
     h.wait_line(r"done [1-9]")         # and some requests ran
-    children = h.descendants()
-    h.proc.send_signal(sig)
+    children = h.interrupt(sig)
     rc = h.finish()
     assert rc == 105, h.text()
     result = h.result()
@@ -201,8 +113,7 @@ def test_signal_during_the_run(tmp_path, stack_binaries, sig):
 def test_signal_during_the_settle(tmp_path, stack_binaries, sig):
     h = Harness(tmp_path, *_run_args(tmp_path / "result.json", "--stack", "local", "--duration", "2s"))
     h.wait_line(r"\] done in ")  # the measured window is over: the settle (3 s) begins
-    children = h.descendants()
-    h.proc.send_signal(sig)
+    children = h.interrupt(sig)
     rc = h.finish()
     assert rc == 105, h.text()
     result = h.result()
@@ -220,12 +131,11 @@ def test_sigterm_while_workers_start(tmp_path):
                                       "--no-metrics"))
     h.wait_child("multiprocessing")
     time.sleep(0.3)
-    children = h.descendants()
-    h.proc.send_signal(signal.SIGTERM)
+    children = h.interrupt(signal.SIGTERM)
     rc = h.finish()
     assert rc == 105, h.text()
     assert "Traceback" not in h.text()
-    left = _all_gone(children, 10.0)
+    left = all_gone(children, 10.0)
     assert left == [], left
 
 
@@ -248,7 +158,7 @@ def test_kill_9_with_two_workers_takes_them(tmp_path):
     assert sum("multiprocessing" in " ".join(p.cmdline()) for p in children) >= 2, children
     h.proc.send_signal(signal.SIGKILL)
     h.proc.wait(timeout=10)
-    left = _all_gone(children, 8.0)  # workers and multiprocessing's resource tracker
+    left = all_gone(children, 8.0)  # workers and multiprocessing's resource tracker
     assert left == [], left
 
 
@@ -258,7 +168,7 @@ def test_workers_are_gone_soon_after_a_normal_run(tmp_path):
     h.wait_line(r"done [1-9]")
     children = [p for p in h.descendants() if "multiprocessing" in " ".join(p.cmdline())]
     assert h.finish() in (0, 98), h.text()
-    assert _all_gone(children, 1.0) == []
+    assert all_gone(children, 1.0) == []
 
 
 @pytest.mark.parametrize("sig, ignore_sigint", [(signal.SIGTERM, False), (signal.SIGINT, True),
@@ -334,7 +244,7 @@ def test_kill_9_takes_a_spawned_child_and_the_guardian_removes_the_folder(tmp_pa
         assert procs[0].cmdline()[1:3] == ["-c", "import time; time.sleep(300)"]  # the wrapper became it
         parent.kill()
         parent.wait(timeout=10)
-        assert _all_gone(procs, 10.0) == []
+        assert all_gone(procs, 10.0) == []
         assert not folder.exists()
     finally:
         if parent.poll() is None:
@@ -356,8 +266,7 @@ def test_search_stops_at_a_signal_and_keeps_its_steps(tmp_path):
 def test_sigterm_while_stack_up_starts(tmp_path, stack_binaries):
     h = Harness(tmp_path, "stack", "up")
     h.wait_child("alertmanager")
-    children = h.descendants()
-    h.proc.send_signal(signal.SIGTERM)
+    children = h.interrupt(signal.SIGTERM)
     assert h.finish() == 105, h.text()
     assert "Traceback" not in h.text()
     _assert_clean(h, children)

@@ -4,7 +4,9 @@ its own (CPU), stopped after; a service that cannot start fails with its log quo
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 
 import pytest
 
@@ -38,8 +40,26 @@ def test_served_starts_aims_and_stops_the_service():
 def test_a_service_that_cannot_start_names_its_log():
     svc = ManagedService({"command": ["{python}", "-c", "import sys; print('boom: no model'); sys.exit(3)"],
                           "ready": None, "start_timeout": 10})
-    with pytest.raises(ServiceError, match=r"exited with code 3 before it was ready(.|\n)*boom: no model"):
+    with pytest.raises(ServiceError, match=r"exited with code 3 before it was ready(.|\n)*boom: no model") as err:
         svc.start()
+    # the whole log is kept where the error says (a failed start is worth reading)
+    assert svc.log_path is not None and svc.log_path in str(err.value)
+    with open(svc.log_path, encoding="utf-8") as fh:
+        assert "boom: no model" in fh.read()
+    os.unlink(svc.log_path)
+
+
+def test_a_service_leaves_no_log_file_behind(tmp_path, monkeypatch):
+    # its output goes to an anonymous file: nothing named is left, even if the harness is killed
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # re-read TMPDIR
+    try:
+        with served(scenario()) as (_aimed, running):
+            assert running is not None and running.proc.poll() is None
+            assert list(tmp_path.iterdir()) == []
+    finally:
+        tempfile.tempdir = None
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_harness_run_drives_the_scenarios_service(tmp_path, capsys):

@@ -6,7 +6,6 @@ the number of Ready Pods (PER_REPLICA_RPS each: an M/D/k queue with one server p
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -27,6 +26,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         pytest.fail("the official kubernetes client is not installed: pip install kubernetes", pytrace=False)
     pytest.skip("the official kubernetes client is not installed: pip install kubernetes", allow_module_level=True)
 
+from tests.support.cli import run_subcommand  # noqa: E402
 from tests.support.fake_kube_api import FakeKubeAPI, Keyframe, write_kubeconfig  # noqa: E402
 
 from harness.cli import scale_test as scale_test_cli  # noqa: E402
@@ -44,16 +44,8 @@ PER_REPLICA_RPS = 1 / SERVICE_S
 AT_THREE = (Keyframe(0.0, 40, "1", ORIGINAL, ORIGINAL),)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="harness")
-    sub = p.add_subparsers(dest="command")
-    scale_test_cli.register(sub)
-    return p
-
-
 def _run_cli(argv: List[str]) -> int:
-    args = _parser().parse_args(["scale-test", *argv])
-    return args.handler(args)
+    return run_subcommand(scale_test_cli, ["scale-test", *argv])
 
 
 class ReplicatedService:

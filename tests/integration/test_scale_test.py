@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         pytest.fail("the official kubernetes client is not installed: pip install kubernetes", pytrace=False)
     pytest.skip("the official kubernetes client is not installed: pip install kubernetes", allow_module_level=True)
 
+from tests.support.cli import run_subcommand  # noqa: E402
 from tests.support.fake_kube_api import FakeKubeAPI, Keyframe, write_kubeconfig  # noqa: E402
 
 from harness.studies import scale_test  # noqa: E402
@@ -55,18 +56,8 @@ INTERVAL = 0.5
 # ----------------------------------------------------------------------------- helpers
 
 
-def _parser():
-    import argparse
-
-    p = argparse.ArgumentParser(prog="harness")
-    sub = p.add_subparsers(dest="command")
-    scale_test_cli.register(sub)
-    return p
-
-
 def _run_cli(argv: List[str]) -> int:
-    args = _parser().parse_args(["scale-test", *argv])
-    return args.handler(args)
+    return run_subcommand(scale_test_cli, ["scale-test", *argv])
 
 
 class Service:

@@ -15,11 +15,9 @@ import time
 
 import pytest
 
-from tests.support.ci import require_module as _require  # noqa: E402
+from tests.support.service import require_service, sample, slow_env
 
-httpx = _require("httpx")
-_require("fastapi")
-_require("uvicorn")
+httpx = require_service()
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
@@ -28,16 +26,6 @@ from workloads.service import ServiceConfig, ServiceProcess, ServiceThread  # no
 
 WINDOW = MarketDataGenerator(7).window(30).astype(float).tolist()
 FEATURES = json.dumps({"window": WINDOW}).encode()
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            metric, value = line.split(" #", 1)[0].rsplit(" ", 1)
-            if all(f'{k}="{v}"' in metric for k, v in labels.items()):
-                total += float(value)
-    return total
 
 
 def connect(port: int) -> socket.socket:
@@ -289,9 +277,8 @@ def test_a_session_flood_cannot_lock_others_out():
 
 def test_drain_keeps_readyz_false_for_the_delay_then_refuses_cleanly():
     delay = 1.5
-    env = {"LBH_FAULT_EXTRA_LATENCY_MS": "400", "LBH_FAULT_CACHE_OUTAGE": "1",
-           "LBH_EXTRACTOR_MODEL_BUDGET_SECONDS": "10"}
-    svc = ServiceProcess(["--log-level", "info", "--drain-delay", str(delay), "--max-concurrency", "8"], env=env)
+    svc = ServiceProcess(["--log-level", "info", "--drain-delay", str(delay), "--max-concurrency", "8"],
+                         env=slow_env(400))
     svc.start()
     try:
         in_flight: list[int] = []

@@ -10,13 +10,9 @@ import time
 
 import pytest
 
+from tests.support.service import require_service, sample, slow_env
 
-from tests.support.ci import require_module as _require  # noqa: E402
-
-
-httpx = _require("httpx")
-_require("fastapi")
-_require("uvicorn")
+httpx = require_service()
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
@@ -26,21 +22,7 @@ from workloads.service import ServiceConfig, ServiceProcess, ServiceThread  # no
 WINDOW = MarketDataGenerator(3).window(30).astype(float).tolist()
 # Slow calls are not "over budget" here, so the circuit breaker does not route them to the
 # (fast) fallback: every admitted request really takes the injected latency.
-SLOW_ENV = {
-    "LBH_FAULT_EXTRA_LATENCY_MS": "500",
-    "LBH_FAULT_CACHE_OUTAGE": "1",
-    "LBH_EXTRACTOR_MODEL_BUDGET_SECONDS": "10",
-}
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            metric, value = line.split(" #", 1)[0].rsplit(" ", 1)
-            if all(f'{k}="{v}"' in metric for k, v in labels.items()):
-                total += float(value)
-    return total
+SLOW_ENV = slow_env(500)
 
 
 def fire(url: str, n: int, path: str = "/v1/features", body=None) -> list[tuple[int, dict, float]]:

@@ -9,23 +9,15 @@ import time
 
 import pytest
 
+from tests.support.service import require_service, slow_env
 
-from tests.support.ci import require_module as _require  # noqa: E402
-
-
-httpx = _require("httpx")
-_require("fastapi")
-_require("uvicorn")
+httpx = require_service()
 
 from workloads import MarketDataGenerator  # noqa: E402
 from workloads.service import ServiceProcess  # noqa: E402
 
 WINDOW = MarketDataGenerator(5).window(30).astype(float).tolist()
-SLOW_ENV = {
-    "LBH_FAULT_EXTRA_LATENCY_MS": "400",
-    "LBH_FAULT_CACHE_OUTAGE": "1",
-    "LBH_EXTRACTOR_MODEL_BUDGET_SECONDS": "10",  # slow is not over budget: no breaker, no fallback
-}
+SLOW_ENV = slow_env(400)  # slow is not over budget: no breaker, no fallback
 IN_FLIGHT = 12
 DRAIN_TIMEOUT = 10
 

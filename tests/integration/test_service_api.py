@@ -13,12 +13,10 @@ import numpy as np
 import pytest
 
 
-from tests.support.ci import require_module as _require  # noqa: E402
+from tests.support.service import require_service  # noqa: E402
 
 
-httpx = _require("httpx")
-_require("fastapi")
-_require("uvicorn")
+httpx = require_service()
 
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402

@@ -9,11 +9,9 @@ import time
 
 import pytest
 
-from tests.support.ci import require_module as _require
+from tests.support.service import require_service
 
-httpx = _require("httpx")
-_require("fastapi")
-_require("uvicorn")
+httpx = require_service()
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 

@@ -13,12 +13,11 @@ import pytest
 
 
 from tests.support.ci import require_module as _require  # noqa: E402
+from tests.support.service import require_service  # noqa: E402
 
 
 schemathesis = _require("schemathesis")
-httpx = _require("httpx")
-_require("fastapi")
-_require("uvicorn")
+httpx = require_service()
 
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402

@@ -1071,6 +1071,9 @@ class Recorder:
             for k in ("bytes_sent", "bytes_received"):
                 if k in cs:
                     out[k] = cs[k]
+            stream = {k[len("stream:"):]: v for k, v in cs.items() if k.startswith("stream:")}
+            if stream:  # a streaming target's own counts (subscriptions, gaps, cut_short, not_due …)
+                out["stream"] = stream
         for metric in METRICS:
             out[metric] = histogram_stats(self.histogram(metric, target))
         out["by_outcome"] = {

@@ -86,6 +86,7 @@ class TargetSummary(TypedDict, total=False):
     status_codes: Dict[str, int]           # HTTP targets: answers by status ("200": n)
     bytes_sent: int                        # HTTP targets: the client's own bytes on the wire, head + body
     bytes_received: int
+    stream: Dict[str, int]                 # ws:// targets: subscriptions, messages, gaps, cut_short, not_due …
 
 
 class ErrorDetail(TypedDict, total=False):
@@ -337,6 +338,7 @@ _TARGET: Any = {
     "error_rate": _OPT_NUM, "timeout_rate": _OPT_NUM, "dropped_rate": _OPT_NUM, "cache_hit_rate": _OPT_NUM,
     "fallback_rate": _OPT_NUM, "latency": _STATS, "service_time": _STATS, "lag": _STATS,
     "by_outcome": _Map(_Map(_STATS)), "status_codes": _Map(_INT), "bytes_sent": _INT, "bytes_received": _INT,
+    "stream": _Map(_INT),
 }
 _SHAPE: Any = {
     "elapsed_s": _NUM,

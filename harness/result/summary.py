@@ -61,6 +61,8 @@ def format_summary(result: Dict[str, Any], result_path: str | None = None) -> st
         if "bytes_sent" in t or "bytes_received" in t:
             lines.append(f"  HTTP bytes on the wire: sent {_bytes(t.get('bytes_sent') or 0)}, "
                          f"received {_bytes(t.get('bytes_received') or 0)}")
+        if t.get("stream"):
+            lines.append("  stream: " + ", ".join(f"{k} {v}" for k, v in t["stream"].items()))
         if t.get("errors"):
             lines.append("  errors: " + ", ".join(f"{k} {v}" for k, v in sorted(t["errors"].items())))
             if name != "all":

@@ -57,7 +57,7 @@ import math
 import re
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -329,7 +329,8 @@ def _abort(ws: Any) -> None:
 
 
 def build_ws_target(url: str, *, http: Optional[Mapping[str, Any]] = None) -> Target:
-    """A streaming target (see the module docstring); ``target.stream_stats`` has the counts."""
+    """A streaming target (see the module docstring); its :class:`StreamStats` are the target's
+    counters (``stream:<count>`` under the subscribe label), so they reach the result."""
     s = parse_ws_url(url, http)
     connect = _websockets_connect()
     labels = {sym: f"ws {sym}" for sym in s.symbols}
@@ -446,7 +447,9 @@ def build_ws_target(url: str, *, http: Optional[Mapping[str, Any]] = None) -> Ta
     def dispatch(k: int) -> Tuple[str, Callable[..., Any], List[Any]]:
         return SUBSCRIBE_LABEL, subscribe_once, [k]
 
-    target = Target(SUBSCRIBE_LABEL, (SUBSCRIBE_LABEL,), dispatch, is_async=True, aclose=aclose, astart=astart,
-                    acancel=acancel, observation_labels=tuple(labels.values()), bind_recorder=bind_recorder)
-    target.stream_stats = stats  # type: ignore[attr-defined]
-    return target
+    def counters() -> Mapping[str, Mapping[str, int]]:
+        return {SUBSCRIBE_LABEL: {f"stream:{k}": int(v) for k, v in asdict(stats).items()}}
+
+    return Target(SUBSCRIBE_LABEL, (SUBSCRIBE_LABEL,), dispatch, is_async=True, aclose=aclose, astart=astart,
+                  acancel=acancel, observation_labels=tuple(labels.values()), bind_recorder=bind_recorder,
+                  counters=counters)

@@ -63,3 +63,6 @@ def test_sigint_cuts_open_streams_at_once_and_counts_only_due_messages(tmp_path)
     # due but not arrived at the cut: the few in flight per stream, not the rest of the stream
     assert errors <= subs * RATE * 1.0, (errors, subs)
     assert total - errors > 0
+    # the cut in the stream's own counts: messages not yet due (no outcome) and those lost to the cut
+    stream = targets["ws subscribe"]["stream"]
+    assert stream["not_due"] > 0 and stream["cut_short"] == errors, (stream, errors)

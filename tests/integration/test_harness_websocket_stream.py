@@ -35,6 +35,10 @@ def test_every_streamed_message_is_counted_and_none_is_lost_on_loopback():
         t = targets[f"ws {sym}"]
         assert t["outcomes"] == {"ok": 240, "error": 0, "timeout": 0, "dropped": 0}, t
     assert sent == 480 and dropped == 0
+    # the stream's own counts reach the result, beside the outcomes
+    stream = targets["ws subscribe"]["stream"]
+    assert stream["subscriptions"] == 8 and stream["messages"] == 480, stream
+    assert stream["gaps"] == stream["dropped"] == stream["cut_short"] == stream["not_due"] == 0, stream
     assert r["verdict"]["valid"], r["generator"]["reasons"]  # messages are outside the request accounting
     assert r["verdict"]["thresholds_passed"] is True
 

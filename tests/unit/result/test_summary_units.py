@@ -55,3 +55,12 @@ def test_the_two_lag_figures_are_labelled_distinctly():
 def test_failures_off_is_said():
     text = format_summary(result({"threshold": "off", "judged": [], "source": "cli"}, TH[:1]))
     assert "failures: NOT JUDGED (failures.threshold: off, set by cli)" in text
+
+
+def test_a_streaming_targets_own_counts_are_printed_with_its_block():
+    r = result({"threshold": "rate<0.01", "judged": ["rate<0.01"], "source": "default"}, TH)
+    r["summary"]["targets"]["t"] = {**r["summary"]["targets"]["t"],
+                                    "stream": {"subscriptions": 4, "messages": 120, "gaps": 0, "not_due": 37}}
+    text = format_summary(r)
+    assert "  stream: subscriptions 4, messages 120, gaps 0, not_due 37" in text
+    assert text.count("stream:") == 1  # the target's block only, not "all"

@@ -202,6 +202,15 @@ def read_to_close(sock: socket.socket, limit: float) -> tuple[bytes, float | Non
     return data, None
 
 
+def timed_post(client: httpx.Client, path: str, body: bytes) -> tuple[int | str, float]:
+    """(status, or the exception's name; seconds) of one JSON POST."""
+    t = time.perf_counter()
+    try:
+        return client.post(path, content=body, headers=JSON).status_code, time.perf_counter() - t
+    except httpx.HTTPError as exc:
+        return type(exc).__name__, time.perf_counter() - t
+
+
 def slow_body(n_stalled: int, n_requests: int) -> None:
     with ServiceProcess(SERVE) as svc:
         assert svc.port is not None
@@ -224,12 +233,7 @@ def slow_body(n_stalled: int, n_requests: int) -> None:
             real: list[tuple[int | str, float]] = []
             with httpx.Client(base_url=svc.url, timeout=10) as c:
                 for _ in range(n_requests):
-                    t = time.perf_counter()
-                    try:
-                        real.append((c.post("/v1/features", content=FEATURES, headers=JSON).status_code,
-                                     time.perf_counter() - t))
-                    except httpx.HTTPError as exc:
-                        real.append((type(exc).__name__, time.perf_counter() - t))
+                    real.append(timed_post(c, "/v1/features", FEATURES))
             real_done = time.monotonic() - t_stall
             for reader in readers:
                 reader.join(20)
@@ -268,12 +272,8 @@ def big_bodies(duration: float, rate: float, n_big: int = 8) -> None:
         def big_client() -> None:
             with httpx.Client(base_url=svc.url, timeout=30) as c:
                 while not stop.is_set():
-                    t = time.perf_counter()
-                    try:
-                        big_res.append((c.post("/v1/risk/var", content=big, headers=JSON).status_code,
-                                        time.perf_counter() - t))
-                    except httpx.HTTPError as exc:
-                        big_res.append((type(exc).__name__, time.perf_counter() - t))
+                    big_res.append(timed_post(c, "/v1/risk/var", big))
+                    if not isinstance(big_res[-1][0], int):  # a connection error: do not spin
                         stop.wait(0.05)
 
         def one(scheduled: float) -> None:
@@ -281,12 +281,9 @@ def big_bodies(duration: float, rate: float, n_big: int = 8) -> None:
             if c is None:
                 c = local.client = httpx.Client(base_url=svc.url, timeout=30)
                 clients.append(c)
-            t = time.perf_counter()
-            try:
-                status: int | str = c.post("/v1/features", content=FEATURES, headers=JSON).status_code
-            except httpx.HTTPError as exc:
-                status = type(exc).__name__
-            feats.append((status, time.perf_counter() - t, t - scheduled))
+            lag = time.perf_counter() - scheduled
+            status, took = timed_post(c, "/v1/features", FEATURES)
+            feats.append((status, took, lag))
 
         threads = [threading.Thread(target=big_client, name=f"big-{i}", daemon=True) for i in range(n_big)]
         try:

@@ -44,7 +44,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 from prometheus_client.samples import BucketSpan, Exemplar, NativeHistogram
 
-from harness.record.recorder import counts_view, histogram_mean
+from harness.record.recorder import counts_view, histogram_mean, index_values
 from instrumentation.native_histogram import spans_and_deltas
 
 __all__ = [
@@ -135,19 +135,6 @@ def from_counts(values_s: Any, counts: Any, *, zero_count: int = 0, sum_s: float
     )
 
 
-def _bin_highest(h: Any, idx: np.ndarray) -> np.ndarray:
-    """HDR's highest equivalent value (µs) of each counts index (the ``hdrh`` layout:
-    sub-buckets of ``2^(bucket + unit_magnitude)`` µs; the first bucket holds both halves)."""
-    half_mag = h.sub_bucket_half_count_magnitude
-    half = 1 << half_mag
-    bucket = (idx >> half_mag) - 1
-    sub = (idx & (half - 1)) + half
-    low = bucket < 0
-    sub = np.where(low, sub - half, sub)
-    bucket = np.where(low, 0, bucket) + h.unit_magnitude
-    return (sub << bucket) + (np.left_shift(1, bucket) - 1)
-
-
 def from_hdr(h: Any, *, schema: int = NATIVE_SCHEMA, exemplars: Optional[Sequence[Exemplar]] = None) -> NativeHistogram:
     """The recorder's HdrHistogram (µs) as a native histogram in seconds (see the module
     docstring): each HDR bin counts in the bucket of its highest equivalent value; the
@@ -157,7 +144,8 @@ def from_hdr(h: Any, *, schema: int = NATIVE_SCHEMA, exemplars: Optional[Sequenc
     n = int(h.total_count)
     if nz.size == 0:
         return from_counts([], [], schema=schema, exemplars=exemplars)
-    highest = _bin_highest(h, nz.astype(np.int64))
+    low, size = index_values(h, nz.astype(np.int64))
+    highest = low + size - 1  # HDR's highest equivalent value of each bin
     c = counts[nz].astype(np.int64)
     zero = highest <= 0
     zero_count = int(c[zero].sum())

@@ -66,6 +66,7 @@ from hdrh.histogram import HdrHistogram
 
 __all__ = [
     "counts_view",
+    "index_values",
     "histogram_mean",
     "OUTCOMES",
     "METRICS",
@@ -230,8 +231,9 @@ def _hist_add(dst: HdrHistogram, src: HdrHistogram) -> None:
         dst.min_value = min(mn, src.min_value)
 
 
-def _index_values(h: HdrHistogram, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(lowest value, size of the equivalent range) of each counts index."""
+def index_values(h: HdrHistogram, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lowest value, size of the equivalent range) of each counts index (the ``hdrh``
+    layout: sub-buckets of ``2^(bucket + unit_magnitude)``; the first bucket holds both halves)."""
     half_mag = h.sub_bucket_half_count_magnitude
     half = 1 << half_mag
     bucket = (idx >> half_mag) - 1
@@ -261,7 +263,7 @@ def histogram_mean(h: HdrHistogram) -> float:
         return 0.0
     counts = counts_view(h)
     nz = np.flatnonzero(counts)
-    low, size = _index_values(h, nz.astype(np.int64))
+    low, size = index_values(h, nz.astype(np.int64))
     med = (low + (size >> 1)).astype(np.float64)
     # one float64 dot (relative error ~1e-12) instead of exact Python ints: a live scrape
     # reads dozens of histograms, and the loop cost ~2 ms each on a 100k-request run

@@ -123,9 +123,6 @@ class ManagedService:
         except (OSError, ValueError):  # closed
             return ""
 
-    def log_tail(self, lines: int = 15) -> str:
-        return "".join(self.log_text().splitlines(keepends=True)[-lines:])
-
     def cpu_seconds(self) -> Optional[float]:
         """User + system CPU seconds the service process (and its threads) used so far."""
         if self.proc is None or self.proc.poll() is not None:

@@ -6,15 +6,12 @@ that were not yet due at the cut."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 from prometheus_client import CollectorRegistry
 
-from tests.support import REPO_ROOT
+from tests.support.processes import HarnessProcess
 from workloads.service.config import ServiceConfig
 from workloads.service.server import ServiceThread
 
@@ -23,27 +20,18 @@ RATE = 20  # messages/s per subscription
 
 def test_sigint_cuts_open_streams_at_once_and_counts_only_due_messages(tmp_path):
     out = tmp_path / "ws.json"
-    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     with ServiceThread(ServiceConfig(), registry=CollectorRegistry()) as svc:
         url = svc.url.replace("http://", "ws://") + f"/v1/stream?symbols=AAPL,MSFT&rate={RATE}&hold=30s&timeout=5s"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.cli.main", "run", "--target", url, "--duration", "2s",
-             "--set", "profile.rate=2", "--no-metrics", "--progress", "off", "--quiet", "--out", str(out)],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            for line in proc.stderr:  # the banner: the run has started
-                if line.startswith("harness: run "):
-                    break
-            time.sleep(3.0)  # the schedule (2 s) is over; the streams (30 s) are open
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=30)
-            took = time.monotonic() - sent
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 105, err
+        h = HarnessProcess(tmp_path, ["run", "--target", url, "--duration", "2s", "--set", "profile.rate=2",
+                                      "--no-metrics", "--progress", "off", "--quiet", "--out", str(out)])
+        h.wait_line(r"^harness: run ")  # the banner: the run has started
+        time.sleep(3.0)  # the schedule (2 s) is over; the streams (30 s) are open
+        sent = time.monotonic()
+        h.interrupt(signal.SIGINT)
+        code = h.finish(30)
+        took = time.monotonic() - sent
+    err = h.text()
+    assert code == 105, err
     assert took < 5, (took, err)              # not hold (30 s) + timeout
     r = json.loads(out.read_text())
     assert r["status"] == "interrupted"

@@ -5,14 +5,11 @@ repeat that completed is written, marked interrupted, exit 105."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 
-from tests.support import REPO_ROOT
+from tests.support.processes import HarnessProcess
 
 _HOOKS = textwrap.dedent('''
     import os, sys, time
@@ -36,30 +33,16 @@ _HOOKS = textwrap.dedent('''
 def test_signal_while_repeat_2_starts_writes_pooled_result(tmp_path):
     (tmp_path / "hooks.py").write_text(_HOOKS)
     out = tmp_path / "pooled.json"
-    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli.main", "run", "--target", "hooks.py:target", "--set",
-         "payload=hooks.py:payload", "--duration", "1s", "--rate", "50", "--no-metrics", "--progress", "off",
-         "--lag-bound-ms", "1000", "--quiet", "--repeat", "3", "--out", str(out)],
-        cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        lines = []
-        deadline = time.monotonic() + 60
-        for line in proc.stderr:
-            lines.append(line)
-            if line.startswith("HOOK: repeat setup") or time.monotonic() > deadline:
-                break
-        assert any(ln.startswith("HOOK:") for ln in lines), "".join(lines)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=20)
-        took = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    err = "".join(lines) + (proc.stderr.read() if not proc.stderr.closed else "")
-    assert proc.returncode == 105, err
+    h = HarnessProcess(tmp_path, ["run", "--target", "hooks.py:target", "--set", "payload=hooks.py:payload",
+                                  "--duration", "1s", "--rate", "50", "--no-metrics", "--progress", "off",
+                                  "--lag-bound-ms", "1000", "--quiet", "--repeat", "3", "--out", str(out)])
+    h.wait_line(r"^HOOK: repeat setup", timeout=60)
+    sent = time.monotonic()
+    h.interrupt(signal.SIGINT)
+    code = h.finish(20)
+    took = time.monotonic() - sent
+    err = h.text()
+    assert code == 105, err
     assert took < 10, took                         # not after the 30 s sleep
     assert (tmp_path / "pooled.repeat-1.json").exists() and not (tmp_path / "pooled.repeat-2.json").exists()
     pooled = json.loads(out.read_text())

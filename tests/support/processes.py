@@ -34,13 +34,13 @@ class HarnessProcess:
     finish_timeout = 60.0
 
     def __init__(self, cwd: Path, argv: Sequence[str], preexec_fn: Optional[Callable[[], object]] = None) -> None:
-        HarnessProcess.started.append(self)
         self.command = argv[0] if argv else ""
         self.tmp = cwd / "tmp"
         self.tmp.mkdir(exist_ok=True)
         self.proc = subprocess.Popen([sys.executable, "-m", "harness.cli.main", *argv], cwd=cwd,
                                      env={**ENV, "TMPDIR": str(self.tmp)}, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
+        HarnessProcess.started.append(self)  # once there is a process to kill
         self.lines: List[str] = []
         self.out_lines: List[str] = []
         self._cv = threading.Condition()
@@ -97,8 +97,6 @@ class HarnessProcess:
 
     def kill(self) -> None:
         """Kill it and every descendant it has now."""
-        if not hasattr(self, "proc"):
-            return
         for p in self.descendants():
             try:
                 p.kill()
